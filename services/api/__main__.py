@@ -1,0 +1,27 @@
+"""``python -m services.api``: serve the api with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from shared.logs import configure_logging
+from shared.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    from services.api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

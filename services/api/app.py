@@ -1,0 +1,126 @@
+"""The api service: ``create_app()`` registers everything."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.nats import NatsBroker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.api.errors import ApiError
+from services.api.intake import register_intake
+from services.api.routes import auth, exports, health
+from shared import object_store, outbox
+from shared.settings import Settings
+from shared.streams import ensure_stream
+from shared.subjects import REQUEST_ID_HEADER
+
+log = logging.getLogger(__name__)
+RELAY_INTERVAL_SECONDS = 5.0
+
+
+async def _relay(pool: asyncpg.Pool, broker: NatsBroker) -> None:
+    """The outbox relay: republish rows whose publish failed (duplicates are harmless)."""
+    while True:
+        await asyncio.sleep(RELAY_INTERVAL_SECONDS)
+        try:
+            await outbox.relay(pool, broker, older_than_seconds=RELAY_INTERVAL_SECONDS)
+        except Exception as err:
+            log.warning("outbox relay pass failed: %s", err)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    settings.require_production_secrets()
+    broker = NatsBroker(settings.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+        assert pool is not None
+        store = object_store.make_client(settings)
+        await asyncio.to_thread(
+            object_store.ensure_bucket, store, settings.s3_bucket, retention_seconds=settings.retention_seconds
+        )
+        app.state.pool = pool
+        app.state.store = store
+        await broker.start()
+        await ensure_stream(broker.connection)
+        relay = asyncio.create_task(_relay(pool, broker))
+        try:
+            yield
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            await broker.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="codex-exports",
+        version="1",
+        description="Data Exports for the Codex library server.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.broker = broker
+    register_intake(broker, app.state)
+
+    @app.middleware("http")
+    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get(REQUEST_ID_HEADER, "")
+        if not (0 < len(rid) <= 100 and rid.isprintable()):
+            rid = uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return JSONResponse({"error": err.code, "message": err.message}, status_code=err.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = err.errors()
+        where = ".".join(str(p) for p in problems[0].get("loc", ())[1:]) if problems else ""
+        message = "The request is malformed"
+        if problems:
+            message += f": {problems[0].get('msg', 'invalid value')}" + (f" ({where})" if where else "")
+        return JSONResponse({"error": "ValidationError", "message": message}, status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+        messages = {404: "Not found", 405: "Method not allowed"}
+        message = err.detail if isinstance(err.detail, str) else messages.get(err.status_code, "Error")
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(err.status_code, "Error")
+        return JSONResponse({"error": code, "message": message}, status_code=err.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": "InternalError", "message": "Something went wrong on our side; please try again"},
+            status_code=500,
+        )
+
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(exports.router)
+    return app
+
+
+def app_factory() -> Any:
+    """Entry point for uvicorn's ``--factory``."""
+    return create_app()

@@ -1,0 +1,54 @@
+"""``export.submit``: other services create exports over core NATS request-reply.
+
+The bus is internal and authenticated by NATS credentials, so the request names the user;
+everything else (validation, limits, messages) is exactly the HTTP create's.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from faststream.nats import NatsBroker
+from pydantic import ValidationError
+
+from services.api import repository, service
+from services.api.errors import ApiError
+from shared.dto import SubmitRequest
+from shared.settings import Settings
+from shared.subjects import SUBMIT
+
+log = logging.getLogger(__name__)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": code, "message": message}
+
+
+def register_intake(broker: NatsBroker, state: Any) -> None:
+    """Declare the ``export.submit`` responder; ``state`` carries pool and settings at run time."""
+
+    @broker.subscriber(SUBMIT, title="export.submit", description="Create an export (request-reply)")
+    async def submit(body: bytes) -> dict[str, Any]:
+        pool: asyncpg.Pool = state.pool
+        settings: Settings = state.settings
+        try:
+            request = SubmitRequest.model_validate_json(body)
+        except ValidationError as err:
+            log.warning("rejected malformed export.submit: %s", err.error_count())
+            return _error("ValidationError", "Malformed request: expected userId and request")
+        if await repository.user_by_id(pool, request.user_id) is None:
+            return _error("Unauthorized", "Unknown user")
+        try:
+            row = await service.create_export(
+                pool,
+                broker,
+                settings,
+                request.user_id,
+                request.request,
+                idempotency_key=request.idempotency_key,
+            )
+        except ApiError as err:
+            return _error(err.code, err.message)
+        return row.public().model_dump(mode="json", by_alias=True)

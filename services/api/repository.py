@@ -1,0 +1,30 @@
+"""Catalog reads the api needs (libraries the caller may read)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+_READABLE = (
+    "SELECT l.id, l.name FROM libraries l WHERE"
+    " (NOT EXISTS (SELECT 1 FROM user_library_access a WHERE a.user_id = $1)"
+    "  OR EXISTS (SELECT 1 FROM user_library_access a WHERE a.user_id = $1 AND a.library_id = l.id))"
+)
+
+
+async def readable_libraries(pool: asyncpg.Pool, user_id: UUID) -> list[tuple[UUID, str]]:
+    """Every library the user may read, by name."""
+    records = await pool.fetch(_READABLE + ' ORDER BY lower(l.name) COLLATE "C", l.id', user_id)
+    return [(r["id"], r["name"]) for r in records]
+
+
+async def readable_by_id(pool: asyncpg.Pool, user_id: UUID, ids: list[UUID]) -> dict[UUID, str]:
+    """Those of ``ids`` the user may read, with their names."""
+    records = await pool.fetch(_READABLE + " AND l.id = ANY($2::uuid[])", user_id, ids)
+    return {r["id"]: r["name"] for r in records}
+
+
+async def user_by_id(pool: asyncpg.Pool, user_id: UUID) -> tuple[UUID, str, str] | None:
+    record = await pool.fetchrow("SELECT id, username, role FROM users WHERE id = $1", user_id)
+    return None if record is None else (record["id"], record["username"], record["role"])

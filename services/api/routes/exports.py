@@ -1,0 +1,100 @@
+"""``/api/v1/user/exports/series``: thin handlers; logic lives in ``service.py``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+
+from services.api import service
+from services.api.deps import BrokerDep, CurrentUser, PoolDep, SettingsDep, StoreDep
+from services.api.download import download_response
+from services.api.errors import EXPORT_NOT_FOUND, NotFound
+from shared import fields as catalog
+from shared import object_store
+from shared import repository as exports_repo
+from shared.dto import ErrorBody, ExportCreate, ExportList, ExportPublic
+
+router = APIRouter(prefix="/api/v1/user/exports/series", tags=["exports"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody},
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    409: {"model": ErrorBody},
+}
+
+
+def _public(row: exports_repo.ExportRow) -> dict[str, Any]:
+    return row.public().model_dump(mode="json", by_alias=True)
+
+
+@router.post("", status_code=202, response_model=ExportPublic, responses=ERRORS)
+async def create(
+    body: ExportCreate,
+    request: Request,
+    user: CurrentUser,
+    pool: PoolDep,
+    broker: BrokerDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    row = await service.create_export(
+        pool,
+        broker,
+        settings,
+        user.id,
+        body,
+        idempotency_key=idempotency_key,
+        request_id=getattr(request.state, "request_id", None),
+    )
+    return JSONResponse(_public(row), status_code=202)
+
+
+@router.get("", response_model=ExportList, responses=ERRORS)
+async def list_exports(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    rows = await exports_repo.list_for_user(pool, user.id)
+    return {"exports": [_public(r) for r in rows]}
+
+
+@router.get("/fields", responses=ERRORS)
+async def fields(user: CurrentUser) -> dict[str, object]:
+    return catalog.catalog_document()
+
+
+async def _own(pool: PoolDep, export_id: UUID, user_id: UUID) -> exports_repo.ExportRow:
+    row = await exports_repo.get_for_user(pool, export_id, user_id)
+    if row is None:
+        raise NotFound(EXPORT_NOT_FOUND)
+    return row
+
+
+@router.get("/{export_id}", response_model=ExportPublic, responses=ERRORS)
+async def get_one(export_id: UUID, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    return _public(await _own(pool, export_id, user.id))
+
+
+@router.get("/{export_id}/download", responses={**ERRORS, 410: {"model": ErrorBody}})
+async def download(
+    export_id: UUID,
+    request: Request,
+    user: CurrentUser,
+    pool: PoolDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> Response:
+    row = await _own(pool, export_id, user.id)
+    return await download_response(request, row, store, settings.s3_bucket)
+
+
+@router.delete("/{export_id}", status_code=204, responses=ERRORS)
+async def delete(
+    export_id: UUID, user: CurrentUser, pool: PoolDep, store: StoreDep, settings: SettingsDep
+) -> Response:
+    row = await exports_repo.delete_for_user(pool, export_id, user.id)
+    if row is None:
+        raise NotFound(EXPORT_NOT_FOUND)
+    await object_store.remove(store, settings.s3_bucket, row.object_key)
+    return Response(status_code=204)

@@ -1,0 +1,171 @@
+"""Export creation: one ordered validation pass (first failure wins), then the outbox insert.
+
+The HTTP API and the ``export.submit`` bus intake both call :func:`create_export`, so other
+services get exactly the same validation, limits and messages.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from faststream.nats import NatsBroker
+
+from services.api import repository
+from services.api.errors import LimitReached, ValidationFailed
+from shared import fields as catalog
+from shared import repository as exports_repo
+from shared.dto import ExportCreate
+from shared.naming import export_file_name, object_key
+from shared.outbox import publish_requested
+from shared.settings import Settings
+
+FORMATS = ("json", "csv", "md")
+TYPES = ("series", "books", "both")
+PRESETS = {
+    "llm": (catalog.LLM_PRESET_SERIES, catalog.LLM_PRESET_BOOKS),
+    "all": (catalog.ALL_SERIES, catalog.ALL_BOOKS),
+}
+MAX_IDEMPOTENCY_KEY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ValidRequest:
+    format: str
+    export_type: str
+    library_ids: list[UUID]
+    library_names: list[str]
+    fields: list[str]
+    book_fields: list[str]
+
+
+def _keys(value: Any, what: str) -> list[str] | None:
+    """Field keys as given: None when absent; a non-list is refused with its own message."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValidationFailed(f"{what.capitalize()} fields must be a list of field keys")
+    return [v if isinstance(v, str) else json.dumps(v) for v in value]
+
+
+def _check_fields(
+    keys: list[str] | None, known: dict[str, catalog.Field], what: str
+) -> list[str]:
+    if not keys:
+        raise ValidationFailed(f"At least one {what} field must be selected")
+    for key in keys:
+        if key not in known:
+            raise ValidationFailed(f"Unknown {what} field: {key}")
+    return keys
+
+
+async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> ValidRequest:
+    """SPEC §6 validation, in its order; raises :class:`ValidationFailed` on the first failure."""
+    if body.format not in FORMATS:
+        raise ValidationFailed("Format must be 'json', 'csv', or 'md'")
+    export_type = "series" if body.export_type is None else body.export_type
+    if export_type not in TYPES:
+        raise ValidationFailed("Export type must be 'series', 'books', or 'both'")
+    if body.format == "csv" and export_type == "both":
+        raise ValidationFailed("CSV format is not supported for 'both' export type. Use JSON or Markdown.")
+
+    raw_ids = body.library_ids
+    if not isinstance(raw_ids, list) or not raw_ids:
+        raise ValidationFailed("At least one library must be selected")
+    parsed: list[tuple[str, UUID | None]] = []
+    for raw in raw_ids:
+        try:
+            parsed.append((str(raw), UUID(str(raw)) if isinstance(raw, str) else None))
+        except ValueError:
+            parsed.append((str(raw), None))
+    readable = await repository.readable_by_id(pool, user_id, [u for _, u in parsed if u])
+    library_ids: list[UUID] = []
+    for shown, lib in parsed:
+        # A library the caller may not read is indistinguishable from one that does not exist.
+        if lib is None or lib not in readable:
+            raise ValidationFailed(f"Unknown library: {shown}")
+        if lib not in library_ids:
+            library_ids.append(lib)
+
+    series_keys = _keys(body.fields, "series")
+    book_keys = _keys(body.book_fields, "book")
+    if body.preset is not None:
+        if body.preset not in PRESETS:
+            raise ValidationFailed("Preset must be 'llm' or 'all'")
+        preset_series, preset_books = PRESETS[body.preset]
+        # The preset fills the lists the request leaves empty; explicit lists win.
+        series_keys = series_keys or list(preset_series)
+        book_keys = book_keys or list(preset_books)
+
+    chosen_series: list[str] = []
+    chosen_books: list[str] = []
+    if export_type in ("series", "both"):
+        chosen_series = catalog.in_catalog_order(
+            _check_fields(series_keys, catalog.SERIES_BY_KEY, "series"), catalog.SERIES_FIELDS
+        )
+    if export_type in ("books", "both"):
+        chosen_books = catalog.in_catalog_order(
+            _check_fields(book_keys, catalog.BOOKS_BY_KEY, "book"), catalog.BOOK_FIELDS
+        )
+    return ValidRequest(
+        format=body.format,
+        export_type=export_type,
+        library_ids=library_ids,
+        library_names=[readable[i] for i in library_ids],
+        fields=chosen_series,
+        book_fields=chosen_books,
+    )
+
+
+async def create_export(
+    pool: asyncpg.Pool,
+    broker: NatsBroker,
+    settings: Settings,
+    user_id: UUID,
+    body: ExportCreate,
+    *,
+    idempotency_key: str | None = None,
+    request_id: str | None = None,
+) -> exports_repo.ExportRow:
+    """Validate, insert under the per-user limit (the outbox row), then publish."""
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+        raise ValidationFailed(
+            f"Idempotency-Key must be between 1 and {MAX_IDEMPOTENCY_KEY} characters"
+        )
+    valid = await validate(pool, user_id, body)
+    export_id = uuid.uuid4()
+    created_at = datetime.now(UTC).replace(microsecond=0)
+    file_name = export_file_name(valid.export_type, valid.format, valid.library_names, created_at)
+    new = exports_repo.NewExport(
+        id=export_id,
+        user_id=user_id,
+        format=valid.format,
+        export_type=valid.export_type,
+        library_ids=valid.library_ids,
+        library_names=valid.library_names,
+        fields=valid.fields,
+        book_fields=valid.book_fields,
+        file_name=file_name,
+        object_key=object_key(user_id, export_id, file_name),
+        created_at=created_at,
+        expires_at=created_at + timedelta(seconds=settings.retention_seconds),
+        request_id=request_id,
+    )
+    async with pool.acquire() as conn:
+        try:
+            row, created = await exports_repo.insert_export(
+                conn,
+                new,
+                max_active=settings.max_concurrent_per_user,
+                idempotency_key=idempotency_key,
+            )
+        except exports_repo.ConcurrencyLimitReached as err:
+            raise LimitReached(str(err)) from err
+    if created:
+        await publish_requested(pool, broker, row)
+    return row

@@ -1,0 +1,93 @@
+"""The worker service: FastStream app consuming ``export.requested``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from uuid import UUID
+
+import asyncpg
+from faststream import AckPolicy, FastStream
+from faststream.nats import NatsBroker, PullSub
+from faststream.nats.message import NatsMessage
+from nats.js.api import ConsumerConfig
+
+from services.worker.handlers import Runner
+from services.worker.service import WorkerContext
+from shared import object_store
+from shared.settings import Settings
+from shared.streams import exports_stream
+from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastStream:
+    """Declare the broker, the subscribers and the lifespan hooks."""
+    settings = settings or Settings()
+    broker = NatsBroker(
+        settings.nats_url,
+        connect_timeout=5,
+        max_reconnect_attempts=-1,
+        graceful_timeout=20.0,
+    )
+    state: dict[str, Runner] = {}
+    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    @broker.subscriber(
+        REQUESTED,
+        stream=exports_stream(),
+        durable=WORKERS_DURABLE,
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+        # Attempts are counted on the row (claims), so the consumer itself never gives up:
+        # that keeps a crash-looping export visible to the handler, which fails it.
+        config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=-1),
+        ack_policy=AckPolicy.MANUAL,
+        max_workers=settings.worker_concurrency,
+        title="export.requested",
+        description="Run one export end to end",
+    )
+    async def on_requested(body: bytes, msg: NatsMessage) -> None:
+        await state["runner"].handle(body, msg)
+
+    @broker.subscriber(f"{CANCEL_PREFIX}.*", title="export.cancel.*", description="Stop a running export")
+    async def on_cancel(msg: NatsMessage) -> None:
+        try:
+            export_id = UUID(msg.raw_message.subject.rsplit(".", 1)[-1])
+        except ValueError:
+            log.warning("ignored cancel on a malformed subject: %s", msg.raw_message.subject)
+            return
+        if "runner" in state:
+            state["runner"].cancel(export_id)
+
+    pool_holder: dict[str, asyncpg.Pool] = {}
+
+    async def startup() -> None:
+        pool = await asyncpg.create_pool(
+            settings.database_url, min_size=1, max_size=settings.worker_concurrency * 2 + 2
+        )
+        assert pool is not None
+        pool_holder["pool"] = pool
+        store = object_store.make_client(settings)
+        await asyncio.to_thread(
+            object_store.ensure_bucket, store, settings.s3_bucket, retention_seconds=settings.retention_seconds
+        )
+        state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
+        log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
+
+    async def shutdown() -> None:
+        if "runner" in state:
+            state["runner"].interrupt_all()
+
+    async def after_shutdown() -> None:
+        if "pool" in pool_holder:
+            await pool_holder["pool"].close()
+
+    return FastStream(
+        broker,
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        after_shutdown=[after_shutdown],
+    )

@@ -1,0 +1,223 @@
+"""One export, end to end: claim, read one snapshot, render, stream to S3, record, announce."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+from faststream.nats import NatsBroker, Schedule
+from minio import Minio
+
+from services.worker import catalog
+from services.worker.encoders import make_encoder
+from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
+from shared import fields as field_catalog
+from shared import object_store
+from shared import repository as exports_repo
+from shared.events import ExpireTimerFired, ExportCompleted, ExportFailed
+from shared.naming import CONTENT_TYPES
+from shared.settings import Settings
+from shared.subjects import COMPLETED, FAILED, STREAM, TIMER_EXPIRE_FIRED, expire_schedule_subject
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["series", "books"]
+
+
+@dataclass
+class Progress:
+    """Shared between the export loop and its heartbeat."""
+
+    rows: int = 0
+    total: int | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: type[Exception] | None = None
+
+    def halt(self, reason: type[Exception]) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.stop.set()
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise self.reason()
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    store: Minio
+    broker: NatsBroker
+    worker_id: str
+
+
+def sections(row: exports_repo.ExportRow) -> list[Kind]:
+    return {"series": ["series"], "books": ["books"], "both": ["series", "books"]}[row.export_type]  # type: ignore[return-value]
+
+
+async def _render(
+    ctx: WorkerContext,
+    row: exports_repo.ExportRow,
+    progress: Progress,
+    write: Callable[[bytes], Any],
+) -> int:
+    """Read the catalog in one snapshot and write the rendered file; return the row count."""
+    encoder = make_encoder(row.format, row.export_type)
+    batch_rows = ctx.settings.batch_rows
+    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
+        scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
+        kinds = sections(row)
+        total = 0
+        for kind in kinds:
+            total += await (catalog.count_series if kind == "series" else catalog.count_books)(conn, scope)
+        progress.total = total
+        await write(encoder.start())
+        for kind in kinds:
+            if kind == "series":
+                cols = field_catalog.columns(row.fields, field_catalog.SERIES_FIELDS)
+                batches: AsyncIterator[list[dict[str, Any]]] = catalog.series_batches(
+                    conn, scope, row.fields, batch_rows
+                )
+            else:
+                cols = field_catalog.columns(row.book_fields, field_catalog.BOOK_FIELDS)
+                batches = catalog.book_batches(conn, scope, row.book_fields, batch_rows)
+            await write(encoder.start_section(kind, cols))
+            async for batch in batches:
+                progress.check()
+                await write(b"".join([encoder.row(r) for r in batch]))
+                progress.rows += len(batch)
+            await write(encoder.end_section())
+        await write(encoder.end())
+    return progress.rows
+
+
+async def _heartbeat(ctx: WorkerContext, row: exports_repo.ExportRow, progress: Progress, keep_alive: Callable[[], Any]) -> None:
+    """Keep the message and the row alive; notice cancel, delete and takeover."""
+    interval = min(ctx.settings.heartbeat_seconds, ctx.settings.ack_wait_seconds / 3)
+    while not progress.stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(progress.stop.wait(), interval)
+        if progress.stop.is_set():
+            return
+        try:
+            await keep_alive()
+        except Exception as err:
+            log.warning("in_progress failed: %s", err, extra={"export_id": row.id})
+        try:
+            status = await exports_repo.heartbeat(ctx.pool, row.id, ctx.worker_id, progress.rows, progress.total)
+        except Exception as err:
+            log.warning("heartbeat write failed: %s", err, extra={"export_id": row.id})
+            continue
+        if status is None or status == "lost:cancelled":
+            progress.halt(ExportCancelled)
+        elif status != "running":
+            progress.halt(ExportLost)
+
+
+async def run(
+    ctx: WorkerContext,
+    row: exports_repo.ExportRow,
+    progress: Progress,
+    keep_alive: Callable[[], Any],
+) -> exports_repo.ExportRow:
+    """Produce the file of a claimed export; return the completed row.
+
+    Any failure or cancel aborts the multipart upload, so no partial object is ever left.
+    """
+    upload = object_store.StreamingUpload(
+        ctx.store,
+        ctx.settings.s3_bucket,
+        row.object_key,
+        CONTENT_TYPES[row.format],
+        part_size=ctx.settings.part_size_bytes,
+    )
+    beat = asyncio.create_task(_heartbeat(ctx, row, progress, keep_alive))
+    upload.start()
+    try:
+        count = await _render(ctx, row, progress, upload.write)
+        progress.check()
+        sha256 = await upload.finish()
+    except BaseException:
+        await upload.abort()
+        raise
+    finally:
+        progress.stop.set()
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+    done = await exports_repo.complete(
+        ctx.pool, row.id, ctx.worker_id, row_count=count, file_size_bytes=upload.size, sha256=sha256
+    )
+    if done is None:
+        # Cancelled or deleted in the last moment: the file must not outlive its record.
+        await object_store.remove(ctx.store, ctx.settings.s3_bucket, row.object_key)
+        current = await exports_repo.get_any(ctx.pool, row.id)
+        if current is not None and current.status == "running":
+            raise ExportLost()
+        raise ExportCancelled()
+    return done
+
+
+async def announce_completed(ctx: WorkerContext, row: exports_repo.ExportRow) -> None:
+    """Publish the fact and schedule the expiry timer (best effort: the janitor sweeps too)."""
+    assert row.sha256 is not None and row.row_count is not None and row.completed_at is not None
+    event = ExportCompleted(
+        export_id=row.id,
+        user_id=row.user_id,
+        file_name=row.file_name,
+        object_key=row.object_key,
+        row_count=row.row_count,
+        file_size_bytes=row.file_size_bytes or 0,
+        sha256=row.sha256,
+        completed_at=row.completed_at,
+    )
+    await _publish(ctx, event.model_dump(mode="json"), COMPLETED, row)
+    await schedule_expiry(ctx, row)
+
+
+async def announce_failed(ctx: WorkerContext, row: exports_repo.ExportRow, error: str) -> None:
+    event = ExportFailed(export_id=row.id, user_id=row.user_id, error=error)
+    await _publish(ctx, event.model_dump(mode="json"), FAILED, row)
+    await schedule_expiry(ctx, row)
+
+
+async def schedule_expiry(ctx: WorkerContext, row: exports_repo.ExportRow) -> None:
+    """One ``@at`` schedule per export, on its own subject (a repeat just replaces it)."""
+    payload = ExpireTimerFired(export_id=row.id).model_dump(mode="json")
+    try:
+        await ctx.broker.publish(
+            payload,
+            expire_schedule_subject(row.id),
+            stream=STREAM,
+            schedule=Schedule(row.expires_at, TIMER_EXPIRE_FIRED),
+            timeout=5.0,
+        )
+    except Exception as err:
+        log.warning("could not schedule expiry (the sweep will catch it): %s", err, extra={"export_id": row.id})
+
+
+async def _publish(ctx: WorkerContext, payload: dict[str, Any], subject: str, row: exports_repo.ExportRow) -> None:
+    headers = {"Nats-Msg-Id": f"{subject}:{row.id}"}
+    try:
+        await ctx.broker.publish(payload, subject, headers=headers, stream=STREAM, timeout=5.0)
+    except Exception as err:
+        log.warning("could not publish %s: %s", subject, err, extra={"export_id": row.id})
+
+
+__all__ = [
+    "ExportCancelled",
+    "ExportInterrupted",
+    "ExportLost",
+    "Progress",
+    "WorkerContext",
+    "announce_completed",
+    "announce_failed",
+    "run",
+]

@@ -1,0 +1,84 @@
+"""API data transfer objects (camelCase on the wire), shared by HTTP and bus intake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ExportCreate(CamelModel):
+    """Body of ``POST /api/v1/user/exports/series``.
+
+    Types are deliberately loose: validation happens in one ordered pass so that the first
+    failure wins with the exact message of SPEC §6.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    format: Any = None
+    export_type: Any = "series"
+    library_ids: Any = None
+    fields: Any = None
+    book_fields: Any = None
+    preset: Any = None
+
+
+class ExportPublic(CamelModel):
+    """One export as the API shows it (SPEC §6 ``ExportDto``)."""
+
+    id: UUID
+    format: str
+    export_type: str
+    status: str
+    library_ids: list[UUID]
+    library_names: list[str]
+    fields: list[str]
+    book_fields: list[str]
+    rows_total: int | None = None
+    rows_written: int = 0
+    row_count: int | None = None
+    file_size_bytes: int | None = None
+    sha256: str | None = None
+    file_name: str
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime
+
+
+class ExportList(CamelModel):
+    exports: list[ExportPublic]
+
+
+class ErrorBody(BaseModel):
+    """Every API error: a stable code and a message for people."""
+
+    error: str
+    message: str
+
+
+class SubmitRequest(CamelModel):
+    """Request on the core subject ``export.submit`` from another service."""
+
+    user_id: UUID
+    request: ExportCreate = Field(default_factory=ExportCreate)
+    idempotency_key: str | None = None
+
+
+class LoginRequest(BaseModel):
+    username: str
+    password: str
+
+
+class LoginResponse(CamelModel):
+    token: str
+    expires_at: datetime

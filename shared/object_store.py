@@ -1,0 +1,318 @@
+"""The S3 adapter (MinIO in production, SeaweedFS embedded), used through threads.
+
+The ``minio`` client is synchronous; every call here runs in a worker thread so no event
+loop ever blocks on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from minio import Minio
+from minio.commonconfig import ENABLED, Filter
+from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+from shared.settings import Settings
+
+DOWNLOAD_CHUNK = 256 * 1024
+
+
+class ObjectStoreError(Exception):
+    """The object store failed or was unreachable (transient from the worker's view)."""
+
+
+class ObjectMissing(ObjectStoreError):
+    """The object does not exist."""
+
+
+def make_client(settings: Settings) -> Minio:
+    """One client per process, created in a lifespan."""
+    return Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+
+
+def ensure_bucket(client: Minio, bucket: str, *, retention_seconds: int) -> None:
+    """Create the bucket if missing and set the lifecycle backstop (TTL + 1 day)."""
+    if not client.bucket_exists(bucket):
+        try:
+            client.make_bucket(bucket)
+        except S3Error as err:
+            if err.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise
+    days = max(1, -(-retention_seconds // 86400)) + 1
+    rule = Rule(
+        ENABLED,
+        rule_filter=Filter(prefix="exports/"),
+        rule_id="codex-exports-backstop",
+        expiration=Expiration(days=days),
+    )
+    try:
+        client.set_bucket_lifecycle(bucket, LifecycleConfig([rule]))
+    except S3Error:
+        # Some S3 servers do not support lifecycle rules; the janitor is the primary mechanism.
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    size: int
+    etag: str
+    metadata: dict[str, str]
+
+
+class _Aborted(Exception):
+    """Raised inside the upload thread so the client aborts the multipart upload."""
+
+
+class _QueueReader:
+    """A file-like reader fed from the event loop through a bounded queue."""
+
+    def __init__(self, max_chunks: int) -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(max_chunks)
+        self._buffer = bytearray()
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+            elif isinstance(item, BaseException):
+                raise _Aborted(str(item)) from item
+            else:
+                self._buffer += item
+        if size < 0:
+            size = len(self._buffer)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+
+class StreamingUpload:
+    """Stream bytes into a multipart upload while hashing them.
+
+    ``write`` applies back-pressure through a bounded queue (memory stays flat); ``abort``
+    makes the upload thread raise, and the client aborts the multipart upload, so no partial
+    object is ever left behind.
+    """
+
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        key: str,
+        content_type: str,
+        *,
+        part_size: int,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        # Enough queued chunks for about two parts: upload and rendering overlap, memory bounded.
+        self._reader = _QueueReader(max_chunks=64)
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self._pending = bytearray()
+        self._chunk = 256 * 1024
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._content_type = content_type
+        self._part_size = part_size
+        self._metadata = metadata or {}
+        self._result: asyncio.Future[Any] | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._result = loop.run_in_executor(None, self._run)
+
+    def _run(self) -> Any:
+        return self._client.put_object(
+            self._bucket,
+            self._key,
+            self._reader,  # type: ignore[arg-type]
+            length=-1,
+            part_size=self._part_size,
+            content_type=self._content_type,
+            metadata=self._metadata or None,  # type: ignore[arg-type]
+        )
+
+    async def _put(self, item: bytes | BaseException | None) -> None:
+        assert self._result is not None
+        while True:
+            if self._result.done():
+                # The upload thread ended early: surface its error.
+                self._result.result()
+                raise ObjectStoreError("upload ended before all data was written")
+            try:
+                self._reader._queue.put_nowait(item)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.002)
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._sha.update(data)
+        self.size += len(data)
+        self._pending += data
+        if len(self._pending) >= self._chunk:
+            chunk = bytes(self._pending)
+            self._pending.clear()
+            await self._put(chunk)
+
+    async def finish(self) -> str:
+        """Complete the upload; return the SHA-256 hex digest of what was written."""
+        assert self._result is not None
+        if self._pending:
+            await self._put(bytes(self._pending))
+            self._pending.clear()
+        await self._put(None)
+        self._closed = True
+        try:
+            await self._result
+        except S3Error as err:
+            raise ObjectStoreError(f"object store refused the upload: {err.code}") from err
+        except _Aborted:
+            raise
+        except Exception as err:
+            raise ObjectStoreError(f"object store unreachable: {err}") from err
+        return self._sha.hexdigest()
+
+    async def abort(self, reason: str = "aborted") -> None:
+        """Abort the multipart upload (idempotent); never raises."""
+        if self._result is None or self._closed:
+            return
+        self._closed = True
+        if not self._result.done():
+            # Drain space so the sentinel always fits, then tell the reader to fail.
+            while True:
+                try:
+                    self._reader._queue.put_nowait(_Aborted(reason))
+                    break
+                except queue.Full:
+                    try:
+                        self._reader._queue.get_nowait()
+                    except queue.Empty:
+                        pass
+        try:
+            await self._result
+        except Exception:  # noqa: S110 - the abort itself is the goal; errors are expected here
+            pass
+
+
+async def stat(client: Minio, bucket: str, key: str) -> ObjectInfo:
+    def _stat() -> ObjectInfo:
+        try:
+            obj = client.stat_object(bucket, key)
+        except S3Error as err:
+            if err.code in {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}:
+                raise ObjectMissing(key) from err
+            raise ObjectStoreError(err.code or "error") from err
+        return ObjectInfo(size=obj.size or 0, etag=obj.etag or "", metadata=dict(obj.metadata or {}))
+
+    return await asyncio.to_thread(_stat)
+
+
+async def stream_object(
+    client: Minio, bucket: str, key: str, *, offset: int = 0, length: int = 0
+) -> AsyncIterator[bytes]:
+    """Yield an object's bytes (a range of them) in chunks, never holding it whole."""
+
+    def _open() -> Any:
+        try:
+            return client.get_object(bucket, key, offset=offset, length=length)
+        except S3Error as err:
+            if err.code in {"NoSuchKey", "NoSuchObject"}:
+                raise ObjectMissing(key) from err
+            raise ObjectStoreError(err.code or "error") from err
+
+    response = await asyncio.to_thread(_open)
+    stop = threading.Event()
+    try:
+        iterator = response.stream(DOWNLOAD_CHUNK)
+        while not stop.is_set():
+            chunk = await asyncio.to_thread(next, iterator, None)
+            if chunk is None:
+                break
+            yield chunk
+    finally:
+        stop.set()
+        response.close()
+        response.release_conn()
+
+
+async def remove(client: Minio, bucket: str, key: str) -> None:
+    """Delete an object; a missing object is not an error (idempotent)."""
+
+    def _remove() -> None:
+        try:
+            client.remove_object(bucket, key)
+        except S3Error as err:
+            if err.code not in {"NoSuchKey", "NoSuchObject"}:
+                raise ObjectStoreError(err.code or "error") from err
+
+    await asyncio.to_thread(_remove)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size: int
+    last_modified: datetime | None
+
+
+async def list_objects(client: Minio, bucket: str, prefix: str) -> list[StoredObject]:
+    """Objects under a prefix (for sweeps and tests)."""
+
+    def _list() -> list[StoredObject]:
+        return [
+            StoredObject(o.object_name or "", o.size or 0, o.last_modified)
+            for o in client.list_objects(bucket, prefix=prefix, recursive=True)
+        ]
+
+    return await asyncio.to_thread(_list)
+
+
+async def abort_stale_uploads(
+    client: Minio, bucket: str, prefix: str, *, older_than: datetime
+) -> int:
+    """Abort incomplete multipart uploads started before ``older_than``.
+
+    The minio client has no public call for this; its lower-level multipart calls work
+    against MinIO and SeaweedFS alike (RECIPES.md).
+    """
+
+    def _abort() -> int:
+        aborted = 0
+        key_marker: str | None = None
+        upload_marker: str | None = None
+        while True:
+            result = client._list_multipart_uploads(
+                bucket, prefix=prefix, key_marker=key_marker, upload_id_marker=upload_marker
+            )
+            for upload in result.uploads:
+                started = upload.initiated_time
+                if upload.upload_id and (started is None or started < older_than):
+                    client._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
+                    aborted += 1
+            if not result.is_truncated:
+                return aborted
+            key_marker, upload_marker = result.next_key_marker, result.next_upload_id_marker
+
+    try:
+        return await asyncio.to_thread(_abort)
+    except S3Error as err:
+        raise ObjectStoreError(err.code or "error") from err

@@ -1,0 +1,76 @@
+"""One settings class for every service (env prefix ``EXPORTS_``)."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev"})
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Configuration shared by api, worker and janitor, read from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="EXPORTS_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    nats_url: str = "nats://127.0.0.1:4222"
+
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "exports"
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_bucket: str = "codex-exports"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+
+    jwt_secret: SecretStr = SecretStr("")
+    jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    dev_mode: bool = False
+
+    retention_seconds: int = Field(default=604800, gt=0)
+    max_concurrent_per_user: int = Field(default=3, gt=0)
+    max_completed_per_user: int = Field(default=10, gt=0)
+    storage_cap_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_deliver: int = Field(default=5, gt=0)
+    sweep_interval_seconds: int = Field(default=300, ge=1)
+    worker_concurrency: int = Field(default=2, gt=0)
+
+    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    stale_after_seconds: float = Field(default=60.0, gt=0)
+    batch_rows: int = Field(default=1000, gt=0)
+    part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secrets_are_real(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.dev_mode:
+            if not secret:
+                # Dev mode only: a process-local secret, so tokens never outlive the process.
+                self.jwt_secret = SecretStr(secrets.token_urlsafe(48))
+            return self
+        return self
+
+    def require_production_secrets(self) -> None:
+        """Refuse to start a service outside dev mode with a placeholder or short JWT secret."""
+        if self.dev_mode:
+            return
+        secret = self.jwt_secret.get_secret_value()
+        if secret.lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                "EXPORTS_JWT_SECRET must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters (or set EXPORTS_DEV_MODE=true for development)"
+            )
+
+    @cached_property
+    def s3_url(self) -> str:
+        scheme = "https" if self.s3_secure else "http"
+        return f"{scheme}://{self.s3_endpoint}"

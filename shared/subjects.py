@@ -1,0 +1,46 @@
+"""NATS subjects, the JetStream stream and its consumers (ARCHITECTURE.md "Messaging")."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+STREAM = "EXPORTS"
+REQUESTED = "export.requested"
+COMPLETED = "export.completed"
+FAILED = "export.failed"
+CANCELLED = "export.cancelled"
+EXPIRED = "export.expired"
+TIMER_PREFIX = "export.timer"
+TIMER_EXPIRE_FIRED = "export.timer.fired.expire"
+TIMER_SWEEP_FIRED = "export.timer.fired.sweep"
+TIMER_FIRED_ALL = "export.timer.fired.>"
+TIMER_SWEEP_SCHEDULE = "export.timer.sweep"
+# Core NATS subjects: deliberately outside the stream, so requests are answered by us, not by
+# JetStream with a PubAck.
+SUBMIT = "export.submit"
+CANCEL_PREFIX = "export.cancel"
+
+# Explicit subject list, never "export.>" (see the note on core subjects above).
+STREAM_SUBJECTS: tuple[str, ...] = (
+    REQUESTED,
+    COMPLETED,
+    FAILED,
+    CANCELLED,
+    EXPIRED,
+    f"{TIMER_PREFIX}.>",
+)
+DUPLICATE_WINDOW_SECONDS = 120.0
+WORKERS_DURABLE = "workers"
+JANITOR_DURABLE = "janitor"
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def expire_schedule_subject(export_id: UUID) -> str:
+    """The one schedule subject of an export's expiry timer."""
+    return f"{TIMER_PREFIX}.expire.{export_id}"
+
+
+def cancel_subject(export_id: UUID) -> str:
+    """Core subject that tells the worker running ``export_id`` to stop."""
+    return f"{CANCEL_PREFIX}.{export_id}"

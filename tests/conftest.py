@@ -1,0 +1,154 @@
+"""Session fixtures: real PostgreSQL, NATS JetStream and an S3 server on 127.0.0.1.
+
+Containers (testcontainers) are used where a Docker engine exists; otherwise the servers come
+from their PyPI packages (RECIPES.md), started once per test session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.cli import servers
+from shared.migrate import apply_migrations
+
+
+@dataclass(frozen=True)
+class Servers:
+    postgres_url: str  # server-level URL (database "postgres")
+    nats_url: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+
+    def database_url(self, name: str) -> str:
+        return self.postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def servers_dir() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="codex-exports-tests-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_servers(servers_dir: Path) -> Iterator[Servers]:
+    access_key = "tests-" + secrets.token_hex(4)
+    secret_key = secrets.token_urlsafe(24)
+    pg = servers.start_postgres(servers_dir / "pg")
+    nats = servers.start_nats(servers_dir / "nats")
+    s3 = servers.start_s3(servers_dir / "s3", access_key, secret_key)
+    try:
+        yield Servers(pg.url, nats.url, s3.endpoint, access_key, secret_key)
+    finally:
+        for server in (s3, nats, pg):
+            server.stop()
+
+
+async def create_database(srv: Servers, *, catalog: bool = True) -> str:
+    """A fresh database with the migrations applied; returns its URL."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(srv.postgres_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = srv.database_url(name)
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn, catalog=catalog)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture
+async def fresh_database(real_servers: Servers) -> str:
+    """A new, migrated, empty database for one test."""
+    return await create_database(real_servers)
+
+
+@pytest.fixture
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
+    assert p is not None
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def service_env(srv: Servers, database_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for a service process pointed at the test servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
+    env.update(
+        {
+            "EXPORTS_DATABASE_URL": database_url,
+            "EXPORTS_NATS_URL": srv.nats_url,
+            "EXPORTS_S3_ENDPOINT": srv.s3_endpoint,
+            "EXPORTS_S3_ACCESS_KEY": srv.s3_access_key,
+            "EXPORTS_S3_SECRET_KEY": srv.s3_secret_key,
+            "EXPORTS_JWT_SECRET": "tests-" + "x" * 40,
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    return asyncio.DefaultEventLoopPolicy()
+
+
+# --- A running system on the demo catalog -------------------------------------------------
+
+from tests.system import System, make_system  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+async def demo_database(real_servers: Servers) -> str:
+    from services.cli.demo_seed import seed_demo
+
+    url = await create_database(real_servers)
+    conn = await asyncpg.connect(url)
+    try:
+        await seed_demo(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def demo_system(real_servers: Servers, demo_database: str, servers_dir: Path) -> Iterator[System]:
+    system = make_system(service_env(real_servers, demo_database), servers_dir / "logs-demo")
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+async def new_user(database_url: str, *, username: str | None = None, role: str = "reader") -> uuid.UUID:
+    """A fresh user with no grants (sees every library), so tests never share limits or lists."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        user_id: uuid.UUID = await conn.fetchval(
+            "INSERT INTO users (username, password_hash, role) VALUES ($1, '', $2) RETURNING id",
+            username or "user-" + uuid.uuid4().hex[:10],
+            role,
+        )
+    finally:
+        await conn.close()
+    return user_id
