@@ -6,7 +6,6 @@ from their PyPI packages (RECIPES.md), started once per test session.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -105,11 +104,6 @@ def service_env(srv: Servers, database_url: str, **overrides: str) -> dict[str, 
     )
     env.update(overrides)
     return env
-
-
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return asyncio.DefaultEventLoopPolicy()
 
 
 # --- A running system on the demo catalog -------------------------------------------------
