@@ -132,7 +132,7 @@ async def insert_export(
     idempotency key already used by this user in the last 24 h, the first export is returned.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", new.user_id)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))", new.user_id)
         if idempotency_key is not None:
             existing = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM exports.exports e WHERE e.id = ("

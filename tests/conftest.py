@@ -39,7 +39,11 @@ def servers_dir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="codex-exports-tests-"))
     root.chmod(0o755)
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    # KEEP_TEST_DATA=1 keeps service logs and server data for a post-mortem.
+    if os.environ.get("KEEP_TEST_DATA") != "1":
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"\ntest data kept in {root}")
 
 
 @pytest.fixture(scope="session")

@@ -35,13 +35,13 @@ class System:
 
     def start_one(self, name: str, key: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
         key = key or name
-        log = (self.log_dir / f"{key}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env={**self.env, **extra_env},
-            stdout=log,
-            stderr=log,
-        )
+        with (self.log_dir / f"{key}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"],
+                env={**self.env, **extra_env},
+                stdout=log,
+                stderr=log,
+            )
         self.processes[key] = proc
         return proc
 

@@ -18,6 +18,7 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
     )

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.errors import ApiError
 from services.api.intake import register_intake
-from services.api.routes import auth, exports, health
+from services.api.routes import auth, exports, health, page, usage
 from shared import object_store, outbox
 from shared.settings import Settings
 from shared.streams import ensure_stream
@@ -42,7 +42,12 @@ async def _relay(pool: asyncpg.Pool, broker: NatsBroker) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.require_production_secrets()
-    broker = NatsBroker(settings.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+    broker = NatsBroker(
+        settings.nats_url,
+        logger=logging.getLogger("faststream.broker"),
+        connect_timeout=5,
+        max_reconnect_attempts=-1,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -118,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(exports.router)
+    app.include_router(usage.router)
+    app.include_router(page.router)
     return app
 
 

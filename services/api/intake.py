@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 from faststream.nats import NatsBroker
+from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from services.api import repository, service
@@ -30,11 +31,11 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
     """Declare the ``export.submit`` responder; ``state`` carries pool and settings at run time."""
 
     @broker.subscriber(SUBMIT, title="export.submit", description="Create an export (request-reply)")
-    async def submit(body: bytes) -> dict[str, Any]:
+    async def submit(msg: NatsMessage) -> dict[str, Any]:
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings
         try:
-            request = SubmitRequest.model_validate_json(body)
+            request = SubmitRequest.model_validate_json(msg.body)
         except ValidationError as err:
             log.warning("rejected malformed export.submit: %s", err.error_count())
             return _error("ValidationError", "Malformed request: expected userId and request")

@@ -182,10 +182,10 @@ _STATE_KEYS = {
 
 
 def _spawn(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    log = (logs / f"{name}.log").open("ab")
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log
-    )
+    with (logs / f"{name}.log").open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log
+        )
 
 
 def _supervise(stack: Stack, env: dict[str, str], logs: Path) -> None:

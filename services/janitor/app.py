@@ -8,7 +8,7 @@ import logging
 import asyncpg
 from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, PullSub
-from faststream.nats.message import NatsMessage
+from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
@@ -38,7 +38,13 @@ async def schedule_sweep(broker: NatsBroker, interval_seconds: int) -> None:
 
 def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or Settings()
-    broker = NatsBroker(settings.nats_url, connect_timeout=5, max_reconnect_attempts=-1, graceful_timeout=20.0)
+    broker = NatsBroker(
+        settings.nats_url,
+        logger=logging.getLogger("faststream.broker"),
+        connect_timeout=5,
+        max_reconnect_attempts=-1,
+        graceful_timeout=20.0,
+    )
     state: dict[str, service.JanitorContext] = {}
     pools: list[asyncpg.Pool] = []
 
@@ -52,9 +58,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
         title="export.timer.fired.>",
         description="Expire one export, or sweep",
     )
-    async def on_timer(body: bytes, msg: NatsMessage) -> None:
+    async def on_timer(msg: NatsMessage) -> None:
         try:
-            event = TIMER_EVENT.validate_json(body)
+            event = TIMER_EVENT.validate_json(msg.body)
         except ValidationError as err:
             log.error("rejected malformed timer event on %s (%d errors)", msg.raw_message.subject, err.error_count())
             await msg.reject()
@@ -90,4 +96,4 @@ def create_app(settings: Settings | None = None) -> FastStream:
         for pool in pools:
             await pool.close()
 
-    return FastStream(broker, on_startup=[startup], after_startup=[after_startup], after_shutdown=[after_shutdown])
+    return FastStream(broker, logger=logging.getLogger("faststream.app"), on_startup=[startup], after_startup=[after_startup], after_shutdown=[after_shutdown])

@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, PullSub
-from faststream.nats.message import NatsMessage
+from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
 
 from services.worker.handlers import Runner
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or Settings()
     broker = NatsBroker(
         settings.nats_url,
+        logger=logging.getLogger("faststream.broker"),
         connect_timeout=5,
         max_reconnect_attempts=-1,
         graceful_timeout=20.0,
@@ -49,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastStream:
         title="export.requested",
         description="Run one export end to end",
     )
-    async def on_requested(body: bytes, msg: NatsMessage) -> None:
-        await state["runner"].handle(body, msg)
+    async def on_requested(msg: NatsMessage) -> None:
+        await state["runner"].handle(msg.body, msg)
 
     @broker.subscriber(f"{CANCEL_PREFIX}.*", title="export.cancel.*", description="Stop a running export")
     async def on_cancel(msg: NatsMessage) -> None:
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     return FastStream(
         broker,
+        logger=logging.getLogger("faststream.app"),
         on_startup=[startup],
         on_shutdown=[shutdown],
         after_shutdown=[after_shutdown],
