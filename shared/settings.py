@@ -40,9 +40,10 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=2, gt=0)
 
     ack_wait_seconds: float = Field(default=30.0, gt=0)
-    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
     stale_after_seconds: float = Field(default=60.0, gt=0)
     batch_rows: int = Field(default=1000, gt=0)
+    orphan_age_seconds: int = Field(default=3600, ge=0)
     part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
 
     api_host: str = "127.0.0.1"

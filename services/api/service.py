@@ -7,6 +7,7 @@ services get exactly the same validation, limits and messages.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,15 +16,22 @@ from uuid import UUID
 
 import asyncpg
 from faststream.nats import NatsBroker
+from minio import Minio
 
 from services.api import repository
-from services.api.errors import LimitReached, ValidationFailed
+from services.api.errors import EXPORT_NOT_FOUND, Conflict, LimitReached, NotFound, ValidationFailed
 from shared import fields as catalog
+from shared import object_store
 from shared import repository as exports_repo
 from shared.dto import ExportCreate
 from shared.naming import export_file_name, object_key
+from shared.events import ExportCancelled
 from shared.outbox import publish_requested
+from shared.subjects import CANCELLED, STREAM, cancel_subject
+from shared.timers import schedule_expiry
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("json", "csv", "md")
 TYPES = ("series", "books", "both")
@@ -169,3 +177,50 @@ async def create_export(
     if created:
         await publish_requested(pool, broker, row)
     return row
+
+
+async def signal_cancel(broker: NatsBroker, export_id: UUID) -> None:
+    """Tell the worker running the export to stop now (core NATS; a lost signal only delays it,
+    since the worker re-reads the row's status between batches)."""
+    try:
+        await broker.publish(b"", cancel_subject(export_id), timeout=2.0)
+    except Exception as err:
+        log.warning("cancel signal not sent (the worker will notice the status): %s", err)
+
+
+async def cancel_export(
+    pool: asyncpg.Pool, broker: NatsBroker, user_id: UUID, export_id: UUID
+) -> exports_repo.ExportRow:
+    """A pending or running export becomes ``cancelled``; an ended one is a conflict."""
+    row = await exports_repo.cancel_for_user(pool, export_id, user_id)
+    if row is None:
+        existing = await exports_repo.get_for_user(pool, export_id, user_id)
+        if existing is None:
+            raise NotFound(EXPORT_NOT_FOUND)
+        raise Conflict(f"Export cannot be cancelled (status: {existing.status})")
+    await signal_cancel(broker, export_id)
+    event = ExportCancelled(export_id=row.id, user_id=row.user_id)
+    try:
+        await broker.publish(
+            event.model_dump(mode="json"),
+            CANCELLED,
+            headers={"Nats-Msg-Id": f"{CANCELLED}:{row.id}"},
+            stream=STREAM,
+            timeout=2.0,
+        )
+    except Exception as err:
+        log.warning("could not publish %s: %s", CANCELLED, err)
+    await schedule_expiry(broker, row)
+    return row
+
+
+async def delete_export(
+    pool: asyncpg.Pool, broker: NatsBroker, store: Minio, bucket: str, user_id: UUID, export_id: UUID
+) -> None:
+    """Delete the record first (so a finishing worker sees it gone), stop it, remove the file."""
+    row = await exports_repo.delete_for_user(pool, export_id, user_id)
+    if row is None:
+        raise NotFound(EXPORT_NOT_FOUND)
+    if row.status in exports_repo.ACTIVE:
+        await signal_cancel(broker, export_id)
+    await object_store.remove(store, bucket, row.object_key)

@@ -18,13 +18,6 @@ async def expired(pool: asyncpg.Pool, limit: int = 500) -> list[ExportRow]:
     return [ExportRow.from_record(r) for r in records]
 
 
-async def delete_row(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
-    record = await pool.fetchrow(
-        f"DELETE FROM exports.exports WHERE id = $1 RETURNING {_COLUMNS}", export_id
-    )
-    return None if record is None else ExportRow.from_record(record)
-
-
 async def requeue_stale(pool: asyncpg.Pool, stale_after_seconds: float) -> list[ExportRow]:
     """Running rows whose worker stopped beating: back to pending, to be published again."""
     records = await pool.fetch(
@@ -32,30 +25,6 @@ async def requeue_stale(pool: asyncpg.Pool, stale_after_seconds: float) -> list[
         " WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)"
         f" RETURNING {_COLUMNS}",
         stale_after_seconds,
-    )
-    return [ExportRow.from_record(r) for r in records]
-
-
-async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
-    """Completed exports beyond the newest ``keep`` of each user (oldest first)."""
-    records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM (SELECT *, row_number() OVER"
-        " (PARTITION BY user_id ORDER BY completed_at DESC, id DESC) AS n"
-        " FROM exports.exports WHERE status = 'completed') e WHERE n > $1"
-        " ORDER BY completed_at",
-        keep,
-    )
-    return [ExportRow.from_record(r) for r in records]
-
-
-async def over_storage_cap(pool: asyncpg.Pool, cap_bytes: int) -> list[ExportRow]:
-    """The oldest completed exports whose removal brings the total under ``cap_bytes``."""
-    records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM (SELECT *, sum(coalesce(file_size_bytes, 0)) OVER"
-        " (ORDER BY completed_at DESC, id DESC) AS running_total"
-        " FROM exports.exports WHERE status = 'completed') e WHERE running_total > $1"
-        " ORDER BY completed_at",
-        cap_bytes,
     )
     return [ExportRow.from_record(r) for r in records]
 

@@ -12,14 +12,11 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from services.janitor import repository
-from shared import object_store, outbox
-from shared.events import ExportExpired
+from shared import object_store, outbox, retention
 from shared.repository import ExportRow, get_any
 from shared.settings import Settings
-from shared.subjects import EXPIRED, STREAM
 
 log = logging.getLogger(__name__)
-ORPHAN_AGE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -31,24 +28,7 @@ class JanitorContext:
 
 
 async def remove_export(ctx: JanitorContext, row: ExportRow, reason: str) -> bool:
-    """Delete the file, then the record; announce it. Safe to repeat."""
-    await object_store.remove(ctx.store, ctx.settings.s3_bucket, row.object_key)
-    deleted = await repository.delete_row(ctx.pool, row.id)
-    if deleted is None:
-        return False
-    log.info("export removed (%s)", reason, extra={"export_id": row.id, "user_id": row.user_id})
-    event = ExportExpired(export_id=row.id, user_id=row.user_id, reason=reason)
-    try:
-        await ctx.broker.publish(
-            event.model_dump(mode="json"),
-            EXPIRED,
-            headers={"Nats-Msg-Id": f"{EXPIRED}:{row.id}"},
-            stream=STREAM,
-            timeout=5.0,
-        )
-    except Exception as err:
-        log.warning("could not publish %s: %s", EXPIRED, err, extra={"export_id": row.id})
-    return True
+    return await retention.remove(ctx.pool, ctx.store, ctx.settings.s3_bucket, ctx.broker, row, reason)
 
 
 async def expire(ctx: JanitorContext, export_id: UUID) -> bool:
@@ -74,10 +54,7 @@ async def sweep(ctx: JanitorContext) -> SweepReport:
     settings = ctx.settings
     for row in await repository.expired(ctx.pool):
         report.expired += await remove_export(ctx, row, "expired")
-    for row in await repository.over_completed_cap(ctx.pool, settings.max_completed_per_user):
-        report.evicted += await remove_export(ctx, row, "completed_cap")
-    for row in await repository.over_storage_cap(ctx.pool, settings.storage_cap_bytes):
-        report.evicted += await remove_export(ctx, row, "storage_cap")
+    report.evicted = await retention.enforce_caps(ctx.pool, ctx.store, ctx.broker, settings)
     for row in await repository.requeue_stale(ctx.pool, settings.stale_after_seconds):
         log.warning("re-queued a stale running export", extra={"export_id": row.id})
         report.requeued += await outbox.publish_requested(ctx.pool, ctx.broker, row)
@@ -87,9 +64,10 @@ async def sweep(ctx: JanitorContext) -> SweepReport:
 
 
 async def remove_orphans(ctx: JanitorContext) -> int:
-    """Objects with no export row, older than an hour (a crash between upload and record)."""
+    """Objects with no export row, older than ``orphan_age_seconds`` (a crash between upload
+    and record), and incomplete multipart uploads as old."""
     objects = await object_store.list_objects(ctx.store, ctx.settings.s3_bucket, "exports/")
-    cutoff = datetime.now(UTC) - ORPHAN_AGE
+    cutoff = datetime.now(UTC) - timedelta(seconds=ctx.settings.orphan_age_seconds)
     old = [o for o in objects if o.last_modified is None or o.last_modified < cutoff]
     removed = 0
     for start in range(0, len(old), 500):

@@ -121,6 +121,7 @@ class Runner:
             await msg.ack()
             log.info("export completed: %s rows, %s bytes", done.row_count, done.file_size_bytes, extra=extra)
             await service.announce_completed(self.ctx, done)
+            await service.enforce_caps(self.ctx)
         finally:
             self.running.pop(claimed.id, None)
 

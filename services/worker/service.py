@@ -10,19 +10,20 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import asyncpg
-from faststream.nats import NatsBroker, Schedule
+from faststream.nats import NatsBroker
 from minio import Minio
 
 from services.worker import catalog
 from services.worker.encoders import make_encoder
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
 from shared import fields as field_catalog
-from shared import object_store
+from shared import object_store, retention
 from shared import repository as exports_repo
-from shared.events import ExpireTimerFired, ExportCompleted, ExportFailed
+from shared.events import ExportCompleted, ExportFailed
 from shared.naming import CONTENT_TYPES
 from shared.settings import Settings
-from shared.subjects import COMPLETED, FAILED, STREAM, TIMER_EXPIRE_FIRED, expire_schedule_subject
+from shared.subjects import COMPLETED, FAILED, STREAM
+from shared.timers import schedule_expiry
 
 log = logging.getLogger(__name__)
 
@@ -179,28 +180,21 @@ async def announce_completed(ctx: WorkerContext, row: exports_repo.ExportRow) ->
         completed_at=row.completed_at,
     )
     await _publish(ctx, event.model_dump(mode="json"), COMPLETED, row)
-    await schedule_expiry(ctx, row)
+    await schedule_expiry(ctx.broker, row)
+
+
+async def enforce_caps(ctx: WorkerContext) -> None:
+    """Right after a completion, evict what is now over a cap (the janitor sweeps it too)."""
+    try:
+        await retention.enforce_caps(ctx.pool, ctx.store, ctx.broker, ctx.settings)
+    except Exception as err:
+        log.warning("cap enforcement deferred to the sweep: %s", err)
 
 
 async def announce_failed(ctx: WorkerContext, row: exports_repo.ExportRow, error: str) -> None:
     event = ExportFailed(export_id=row.id, user_id=row.user_id, error=error)
     await _publish(ctx, event.model_dump(mode="json"), FAILED, row)
-    await schedule_expiry(ctx, row)
-
-
-async def schedule_expiry(ctx: WorkerContext, row: exports_repo.ExportRow) -> None:
-    """One ``@at`` schedule per export, on its own subject (a repeat just replaces it)."""
-    payload = ExpireTimerFired(export_id=row.id).model_dump(mode="json")
-    try:
-        await ctx.broker.publish(
-            payload,
-            expire_schedule_subject(row.id),
-            stream=STREAM,
-            schedule=Schedule(row.expires_at, TIMER_EXPIRE_FIRED),
-            timeout=5.0,
-        )
-    except Exception as err:
-        log.warning("could not schedule expiry (the sweep will catch it): %s", err, extra={"export_id": row.id})
+    await schedule_expiry(ctx.broker, row)
 
 
 async def _publish(ctx: WorkerContext, payload: dict[str, Any], subject: str, row: exports_repo.ExportRow) -> None:

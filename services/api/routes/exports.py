@@ -6,14 +6,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from services.api import service
 from services.api.deps import BrokerDep, CurrentUser, PoolDep, SettingsDep, StoreDep
 from services.api.download import download_response
+from services.api.events import progress_events
 from services.api.errors import EXPORT_NOT_FOUND, NotFound
 from shared import fields as catalog
-from shared import object_store
 from shared import repository as exports_repo
 from shared.dto import ErrorBody, ExportCreate, ExportList, ExportPublic
 
@@ -89,12 +89,30 @@ async def download(
     return await download_response(request, row, store, settings.s3_bucket)
 
 
+@router.post("/{export_id}/cancel", response_model=ExportPublic, responses=ERRORS)
+async def cancel(export_id: UUID, user: CurrentUser, pool: PoolDep, broker: BrokerDep) -> dict[str, Any]:
+    return _public(await service.cancel_export(pool, broker, user.id, export_id))
+
+
+@router.get("/{export_id}/events", responses=ERRORS)
+async def events(export_id: UUID, request: Request, user: CurrentUser, pool: PoolDep) -> StreamingResponse:
+    """Server-sent events: the export each time its status or progress changes, until it ends."""
+    await _own(pool, export_id, user.id)
+    return StreamingResponse(
+        progress_events(request, pool, export_id, user.id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 @router.delete("/{export_id}", status_code=204, responses=ERRORS)
 async def delete(
-    export_id: UUID, user: CurrentUser, pool: PoolDep, store: StoreDep, settings: SettingsDep
+    export_id: UUID,
+    user: CurrentUser,
+    pool: PoolDep,
+    broker: BrokerDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> Response:
-    row = await exports_repo.delete_for_user(pool, export_id, user.id)
-    if row is None:
-        raise NotFound(EXPORT_NOT_FOUND)
-    await object_store.remove(store, settings.s3_bucket, row.object_key)
+    await service.delete_export(pool, broker, store, settings.s3_bucket, user.id, export_id)
     return Response(status_code=204)

@@ -1,0 +1,369 @@
+// The New Export dialog: type, format, libraries and grouped field checkboxes.
+
+import { api, ApiError, EXPORTS } from "./api.js";
+import { byId, h, nextId, srOnly } from "./dom.js";
+import { trapFocus } from "./modal.js";
+
+// SPEC §6 messages, so the page says exactly what the API would.
+export const MESSAGES = {
+  libraries: "At least one library must be selected",
+  series: "At least one series field must be selected",
+  books: "At least one book field must be selected",
+};
+
+const SECTIONS = {
+  series: { title: "Series fields", noun: "series", catalog: "fields", llm: "llmSelect", all: "allSelect" },
+  books: { title: "Book fields", noun: "book", catalog: "bookFields", llm: "llmSelectBooks", all: "allSelectBooks" },
+};
+
+/** Which field sections an export type needs. */
+function sectionsFor(exportType) {
+  return exportType === "both" ? ["series", "books"] : [exportType === "books" ? "books" : "series"];
+}
+
+export class NewExportDialog {
+  /** `onCreated(export)` is called with the 202 body after a successful submit. */
+  constructor({ onCreated }) {
+    this.onCreated = onCreated;
+    this.dialog = byId("new-export-dialog");
+    this.form = byId("export-form");
+    this.submitButton = byId("export-submit");
+    this.formError = byId("form-error");
+    this.summary = byId("form-summary");
+    this.libraryList = byId("library-list");
+    this.libraryError = byId("libraries-error");
+    this.catalog = null;
+    this.libraries = [];
+    this.sections = {}; // kind -> {root, boxes: Map(key -> input), groups: [...], error, count}
+    this.opener = null;
+    this.busy = false;
+
+    trapFocus(this.dialog);
+    for (const button of this.dialog.querySelectorAll("[data-close]")) {
+      button.addEventListener("click", () => this.dialog.close());
+    }
+    this.dialog.addEventListener("close", () => this.opener?.focus());
+    this.form.addEventListener("change", (event) => this.onChange(event));
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    byId("libraries-all").addEventListener("click", () => this.setLibraries(true));
+    byId("libraries-none").addEventListener("click", () => this.setLibraries(false));
+  }
+
+  get exportType() {
+    return this.form.elements.exportType.value;
+  }
+
+  get format() {
+    return this.form.elements.format.value;
+  }
+
+  /** Open with fresh defaults: Series, JSON, every library, the LLM preset. */
+  async open(opener) {
+    this.opener = opener ?? document.activeElement;
+    this.form.reset();
+    this.clearErrors();
+    this.setBusy(false);
+    this.libraryList.replaceChildren(h("p", { class: "muted" }, "Loading libraries…"));
+    this.dialog.showModal();
+    byId("type-series").focus();
+    this.applyType();
+    try {
+      const [catalog, libraries] = await Promise.all([
+        this.catalog ? Promise.resolve(this.catalog) : api(`${EXPORTS}/fields`),
+        api("/api/v1/libraries"),
+      ]);
+      if (!this.catalog) {
+        this.catalog = catalog;
+        this.buildSections();
+      }
+      this.libraries = libraries.libraries;
+      this.renderLibraries();
+      for (const kind of Object.keys(SECTIONS)) this.applyPreset(kind, "llm");
+      this.applyType();
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        this.dialog.close();
+        return;
+      }
+      this.showFormError(err.message);
+    }
+  }
+
+  /** Field labels by key, for the table's "fields on hover" text. */
+  fieldLabels() {
+    if (!this.catalog) return null;
+    return {
+      series: new Map(this.catalog.fields.map((f) => [f.key, f.label])),
+      books: new Map(this.catalog.bookFields.map((f) => [f.key, f.label])),
+    };
+  }
+
+  async loadCatalog() {
+    if (!this.catalog) {
+      this.catalog = await api(`${EXPORTS}/fields`);
+      this.buildSections();
+    }
+    return this.catalog;
+  }
+
+  // --- building ---------------------------------------------------------------------------
+
+  renderLibraries() {
+    if (!this.libraries.length) {
+      this.libraryList.replaceChildren(h("p", { class: "muted" }, "There are no libraries you can export from."));
+      return;
+    }
+    this.libraryList.replaceChildren(
+      ...this.libraries.map((lib) => {
+        const id = nextId("library");
+        return h(
+          "div",
+          { class: "check" },
+          h("input", { type: "checkbox", id, name: "libraryIds", value: lib.id, checked: true }),
+          h("label", { for: id }, lib.name),
+        );
+      }),
+    );
+  }
+
+  buildSections() {
+    const container = byId("field-sections");
+    container.replaceChildren();
+    for (const [kind, spec] of Object.entries(SECTIONS)) {
+      const fields = this.catalog[spec.catalog];
+      const titleId = nextId(`${kind}-fields-title`);
+      const errorId = nextId(`${kind}-fields-error`);
+      const count = h("span", { class: "count" });
+      const error = h("p", { class: "field-error", id: errorId, hidden: true });
+      const boxes = new Map();
+      const groups = [];
+      const groupNames =
+        this.catalog.groups?.[kind] ?? [...new Set(fields.map((f) => f.group))];
+
+      const groupEls = groupNames.map((group) => {
+        const members = fields.filter((f) => f.group === group);
+        const toggleId = nextId("group");
+        const toggle = h("input", { type: "checkbox", id: toggleId, class: "group-toggle" });
+        const selectable = members.filter((f) => !f.isAnchor).map((f) => f.key);
+        toggle.addEventListener("change", () => {
+          for (const key of selectable) boxes.get(key).checked = toggle.checked;
+          this.refreshSection(kind);
+        });
+        groups.push({ toggle, keys: selectable });
+        const items = members.map((field) => {
+          const id = nextId(`${kind}-field`);
+          if (field.isAnchor) {
+            const noteId = nextId("anchor-note");
+            return h(
+              "div",
+              { class: "check anchor" },
+              h("input", { type: "checkbox", id, checked: "", disabled: true, "aria-describedby": noteId }),
+              h("label", { for: id, title: field.key }, field.label),
+              h("span", { class: "tag", id: noteId }, "Always included"),
+            );
+          }
+          const input = h("input", { type: "checkbox", id, value: field.key, dataset: { kind } });
+          boxes.set(field.key, input);
+          return h("div", { class: "check" }, input, h("label", { for: id, title: field.key }, field.label));
+        });
+        return h(
+          "fieldset",
+          { class: "group" },
+          h(
+            "legend",
+            {},
+            toggle,
+            h("label", { for: toggleId }, group, srOnly(`: every ${spec.noun} field in this group`)),
+          ),
+          h("div", { class: "check-grid" }, items),
+        );
+      });
+
+      const tool = (label, action) =>
+        h(
+          "button",
+          { type: "button", class: "btn btn-quiet btn-sm", onclick: action },
+          label,
+          srOnly(` for ${spec.noun} fields`),
+        );
+      const root = h(
+        "section",
+        { class: "block field-section", "aria-labelledby": titleId, "aria-describedby": errorId, dataset: { kind } },
+        h(
+          "div",
+          { class: "section-head" },
+          h("h3", { id: titleId }, spec.title),
+          count,
+          h(
+            "div",
+            { class: "block-tools" },
+            tool("LLM preset", () => this.applyPreset(kind, "llm", true)),
+            tool("Select all", () => this.applyPreset(kind, "all", true)),
+            tool("Clear", () => this.applyPreset(kind, "none", true)),
+          ),
+        ),
+        h("div", { class: "groups" }, groupEls),
+        error,
+      );
+      this.sections[kind] = { root, boxes, groups, error, count };
+      container.append(root);
+    }
+  }
+
+  // --- state ------------------------------------------------------------------------------
+
+  applyPreset(kind, preset, userAction = false) {
+    const section = this.sections[kind];
+    if (!section) return;
+    const spec = SECTIONS[kind];
+    const wanted = new Set(
+      preset === "llm" ? this.catalog.presets[spec.llm] : preset === "all" ? [...section.boxes.keys()] : [],
+    );
+    for (const [key, box] of section.boxes) box.checked = wanted.has(key);
+    this.refreshSection(kind);
+    if (userAction) this.clearErrors();
+  }
+
+  setLibraries(checked) {
+    for (const box of this.libraryBoxes()) box.checked = checked;
+    this.clearErrors();
+    this.updateSummary();
+  }
+
+  libraryBoxes() {
+    return [...this.libraryList.querySelectorAll("input[type=checkbox]")];
+  }
+
+  selected(kind) {
+    const section = this.sections[kind];
+    return section ? [...section.boxes].filter(([, box]) => box.checked).map(([key]) => key) : [];
+  }
+
+  refreshSection(kind) {
+    const section = this.sections[kind];
+    for (const group of section.groups) {
+      const on = group.keys.filter((key) => section.boxes.get(key).checked).length;
+      group.toggle.checked = on > 0 && on === group.keys.length;
+      group.toggle.indeterminate = on > 0 && on < group.keys.length;
+    }
+    const n = this.selected(kind).length;
+    section.count.textContent = `${n} of ${section.boxes.size} selected`;
+    this.updateSummary();
+  }
+
+  onChange(event) {
+    const target = event.target;
+    if (target.name === "exportType" || target.name === "format") this.applyType();
+    if (target.dataset?.kind) this.refreshSection(target.dataset.kind);
+    if (target.name === "libraryIds" || target.dataset?.kind || target.classList.contains("group-toggle")) {
+      this.clearErrors();
+    }
+    this.updateSummary();
+  }
+
+  /** Show the sections the type needs; CSV is disabled for Both (switching to JSON). */
+  applyType() {
+    const both = this.exportType === "both";
+    const csv = byId("format-csv");
+    if (both && csv.checked) byId("format-json").checked = true;
+    csv.disabled = both;
+    byId("csv-hint").hidden = !both;
+    const shown = sectionsFor(this.exportType);
+    for (const [kind, section] of Object.entries(this.sections)) section.root.hidden = !shown.includes(kind);
+    this.clearErrors();
+    this.updateSummary();
+  }
+
+  updateSummary() {
+    const libs = this.libraryBoxes().filter((b) => b.checked).length;
+    const fields = sectionsFor(this.exportType).reduce((n, kind) => n + this.selected(kind).length, 0);
+    const format = { json: "JSON", csv: "CSV", md: "Markdown" }[this.format];
+    const type = { series: "Series", books: "Books", both: "Series + Books" }[this.exportType];
+    this.summary.textContent =
+      `${type} · ${format} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
+  }
+
+  // --- validation and submit --------------------------------------------------------------
+
+  clearErrors() {
+    this.formError.hidden = true;
+    this.libraryError.hidden = true;
+    byId("libraries-fieldset").removeAttribute("aria-invalid");
+    for (const section of Object.values(this.sections)) {
+      section.error.hidden = true;
+      section.root.removeAttribute("aria-invalid");
+    }
+  }
+
+  showError(el, container, message) {
+    el.textContent = message;
+    el.hidden = false;
+    el.setAttribute("role", "alert");
+    container.setAttribute("aria-invalid", "true");
+  }
+
+  showFormError(message) {
+    this.formError.textContent = message;
+    this.formError.hidden = false;
+  }
+
+  /** The client-side checks, in the API's order; returns the element to focus, or null. */
+  validate() {
+    this.clearErrors();
+    let first = null;
+    const libraries = this.libraryBoxes();
+    if (!libraries.some((b) => b.checked)) {
+      this.showError(this.libraryError, byId("libraries-fieldset"), MESSAGES.libraries);
+      first ??= libraries[0] ?? byId("libraries-all");
+    }
+    for (const kind of sectionsFor(this.exportType)) {
+      const section = this.sections[kind];
+      if (section && !this.selected(kind).length) {
+        this.showError(section.error, section.root, MESSAGES[kind]);
+        first ??= section.root.querySelector("button");
+      }
+    }
+    return first;
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.submitButton.disabled = busy;
+    this.submitButton.textContent = busy ? "Creating…" : "Create Export";
+  }
+
+  async submit() {
+    if (this.busy || !this.catalog) return;
+    const invalid = this.validate();
+    if (invalid) {
+      invalid.focus();
+      return;
+    }
+    const kinds = sectionsFor(this.exportType);
+    const body = {
+      format: this.format,
+      exportType: this.exportType,
+      libraryIds: this.libraryBoxes().filter((b) => b.checked).map((b) => b.value),
+    };
+    if (kinds.includes("series")) body.fields = this.selected("series");
+    if (kinds.includes("books")) body.bookFields = this.selected("books");
+    this.setBusy(true);
+    try {
+      const created = await api(EXPORTS, { method: "POST", body });
+      this.dialog.close();
+      this.onCreated(created);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        this.dialog.close();
+        return;
+      }
+      this.showFormError(err.message);
+      this.submitButton.focus();
+    } finally {
+      this.setBusy(false);
+    }
+  }
+}
