@@ -27,7 +27,8 @@ class UserUsage:
 async def user_usage(pool: asyncpg.Pool, user_id: UUID) -> UserUsage:
     """The user's own figures; nobody else's exports are counted."""
     record = await pool.fetchrow(_USAGE, user_id)
-    assert record is not None  # an aggregate without GROUP BY always returns one row
+    if record is None:  # an aggregate without GROUP BY always returns a row; this is for the types
+        return UserUsage(used_bytes=0, completed_exports=0, active_exports=0)
     return UserUsage(
         used_bytes=int(record["used_bytes"]),
         completed_exports=int(record["completed"]),

@@ -86,7 +86,9 @@ class Runner:
             await msg.nack(delay=1.0)
             return
         if claimed.attempt > settings.max_deliver:
-            await self._fail(claimed, _gave_up(settings.max_deliver, row.error), msg, extra)
+            # No recorded error: the workers running it died (crash, out of memory, node loss).
+            reason = row.error or "the worker running it stopped unexpectedly"
+            await self._fail(claimed, _gave_up(settings.max_deliver, reason), msg, extra)
             return
         log.info("export started (attempt %d)", claimed.attempt, extra=extra)
         progress = service.Progress()

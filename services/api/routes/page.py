@@ -1,7 +1,8 @@
 """The Data Exports page: ``index.html`` at ``/settings/exports`` and its assets.
 
 The page needs no authentication (it shows the sign-in form); every API call it makes does.
-Plain HTML, CSS and ES modules from ``services/api/static``: no build step, nothing from the internet.
+Plain HTML, CSS and ES modules from ``services/api/static``: no build step, nothing
+fetched from the internet.
 """
 
 from __future__ import annotations
@@ -69,4 +70,6 @@ async def root() -> RedirectResponse:
 @router.get(PAGE_PATH)
 @router.get(PAGE_PATH + "/")
 async def page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+    return FileResponse(
+        STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS
+    )

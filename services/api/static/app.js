@@ -340,8 +340,9 @@ async function start() {
   byId("toast-close").addEventListener("click", () => (els.toast.hidden = true));
   els.newExport.addEventListener("click", (event) => dialog.open(event.currentTarget));
   byId("empty-new-export").addEventListener("click", () => dialog.open(els.newExport));
+  // Any authenticated call answered 401: the token is gone or refused, so ask for a sign-in.
   onUnauthorized(() => {
-    if (state.user || session.token === null) signOut("Your session has expired. Please sign in again.");
+    if (els.signinView.hidden) signOut("Your session has expired. Please sign in again.");
   });
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && state.user && state.exports.some(isInFlight)) refresh();

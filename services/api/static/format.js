@@ -37,7 +37,6 @@ const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 const STEPS = [
   ["year", 365 * 86400],
   ["month", 30 * 86400],
-  ["week", 7 * 86400],
   ["day", 86400],
   ["hour", 3600],
   ["minute", 60],

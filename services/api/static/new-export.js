@@ -138,6 +138,7 @@ export class NewExportDialog {
       const errorId = nextId(`${kind}-fields-error`);
       const count = h("span", { class: "count" });
       const error = h("p", { class: "field-error", id: errorId, hidden: true });
+      const groupHintId = nextId(`${kind}-group-hint`);
       const boxes = new Map();
       const groups = [];
       const groupNames =
@@ -146,7 +147,13 @@ export class NewExportDialog {
       const groupEls = groupNames.map((group) => {
         const members = fields.filter((f) => f.group === group);
         const toggleId = nextId("group");
-        const toggle = h("input", { type: "checkbox", id: toggleId, class: "group-toggle" });
+        const nameId = nextId("group-name");
+        const toggle = h("input", {
+          type: "checkbox",
+          id: toggleId,
+          class: "group-toggle",
+          "aria-describedby": groupHintId,
+        });
         const selectable = members.filter((f) => !f.isAnchor).map((f) => f.key);
         toggle.addEventListener("change", () => {
           for (const key of selectable) boxes.get(key).checked = toggle.checked;
@@ -171,13 +178,8 @@ export class NewExportDialog {
         });
         return h(
           "fieldset",
-          { class: "group" },
-          h(
-            "legend",
-            {},
-            toggle,
-            h("label", { for: toggleId }, group, srOnly(`: every ${spec.noun} field in this group`)),
-          ),
+          { class: "group", "aria-labelledby": nameId },
+          h("legend", {}, toggle, h("label", { for: toggleId, id: nameId }, group)),
           h("div", { class: "check-grid" }, items),
         );
       });
@@ -206,6 +208,7 @@ export class NewExportDialog {
           ),
         ),
         h("div", { class: "groups" }, groupEls),
+        srOnly(`Ticks or clears every ${spec.noun} field in this group`, groupHintId),
         error,
       );
       this.sections[kind] = { root, boxes, groups, error, count };

@@ -165,7 +165,7 @@ function buildRow(exp, ctx) {
       { "data-label": "Created", class: "created" },
       h("time", { datetime: exp.createdAt, title: formatFullDateTime(exp.createdAt) }, formatDateTime(exp.createdAt)),
     ),
-    h("td", { "data-label": "Type" }, TYPE_LABELS[exp.exportType] ?? exp.exportType),
+    h("td", { "data-label": "Type", class: "nowrap" }, TYPE_LABELS[exp.exportType] ?? exp.exportType),
     h("td", { "data-label": "Format" }, h("span", { class: "chip" }, FORMAT_LABELS[exp.format] ?? exp.format)),
     statusCell(exp),
     librariesCell(exp, ctx.labels),
@@ -173,7 +173,7 @@ function buildRow(exp, ctx) {
     h("td", { "data-label": "Size", class: "num" }, exp.status === "completed" ? formatBytes(exp.fileSizeBytes) : "—"),
     h(
       "td",
-      { "data-label": "Expires" },
+      { "data-label": "Expires", class: "nowrap" },
       h("time", { datetime: exp.expiresAt, title: formatFullDateTime(exp.expiresAt) }, formatRelative(exp.expiresAt)),
     ),
     actionsCell(exp, ctx),
