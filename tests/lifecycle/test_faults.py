@@ -201,3 +201,37 @@ async def test_sigterm_hands_the_export_back(
         content = client.get(f"{URL}/{done['id']}/download").content
         assert hashlib.sha256(content).hexdigest() == done["sha256"]
         assert sum(1 for line in content.decode().splitlines() if line.startswith("## ")) == 60_000
+
+
+async def test_duplicate_requests_never_run_an_export_twice(
+    restartable: Restartable, big_catalog: Catalog, system_factory: Any
+) -> None:
+    system: System = system_factory(big_catalog.database_url, "api", "janitor")
+    system.start_one("worker", "worker-a")
+    system.start_one("worker", "worker-b")
+    user = big_catalog.synthetic.user_id
+    with system.client(user) as client:
+        export = create(client, big_books_request(big_catalog, "csv"))
+        wait_until(lambda: _progress(client, export["id"])["rowsWritten"] > 0)
+        nc = await nats.connect(restartable.nats.url)
+        try:
+            js = nc.jetstream()
+            payload = json.dumps({"type": "export.requested", "export_id": export["id"], "user_id": str(user)}).encode()
+            for n in range(3):  # distinct message ids: JetStream delivers every one
+                await js.publish("export.requested", payload, headers={"Nats-Msg-Id": f"dup-{export['id']}-{n}"})
+        finally:
+            await nc.close()
+        done = wait_for_export(client, export["id"], timeout=120)
+        assert done["status"] == "completed"
+        content = client.get(f"{URL}/{done['id']}/download").content
+        assert hashlib.sha256(content).hexdigest() == done["sha256"]
+        assert content.count(b"\r\n") == 60_001
+    conn = await asyncpg.connect(big_catalog.database_url)
+    try:
+        assert await conn.fetchval("SELECT attempt FROM exports.exports WHERE id = $1", done["id"]) == 1
+    finally:
+        await conn.close()
+    prefix = f"exports/{user}/{export['id']}/"
+    assert objects(restartable, prefix) == [prefix + done["fileName"]]
+    started = (system.log("worker-a") + system.log("worker-b")).count("export started")
+    assert started == 1
