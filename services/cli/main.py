@@ -77,7 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("username")
     for name in ("api", "worker", "janitor"):
         sub.add_parser(name, help=f"run the {name} service")
+    from services.cli import client, restore
+
+    client.register(sub)  # export …, login
+    restore.register(sub)  # catalog restore
     args = parser.parse_args(argv)
+
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args))
 
     if args.command == "dev":
         from services.cli.dev import run_dev

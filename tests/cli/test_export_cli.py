@@ -1,0 +1,504 @@
+"""``codex-exports export …`` and ``login`` as a subprocess against the running demo system."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from services.cli import servers
+from tests.conftest import Servers, create_database, new_user, service_env
+from tests.system import System, make_system, wait_for_export
+
+pytestmark = pytest.mark.integration
+URL = "/api/v1/user/exports/series"
+
+
+def cli(
+    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run ``codex-exports`` with a private config/state home (no dev stack, no saved token)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
+    base.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state")})
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+async def owner(demo_database: str) -> uuid.UUID:
+    return await new_user(demo_database)
+
+
+@pytest.fixture(scope="module")
+async def libraries(demo_database: str) -> list[dict[str, str]]:
+    conn = await asyncpg.connect(demo_database)
+    try:
+        rows = await conn.fetch("SELECT id, name FROM libraries ORDER BY name")
+    finally:
+        await conn.close()
+    return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def auth(demo_system: System, owner: uuid.UUID) -> list[str]:
+    return ["--api", demo_system.api_url, "--token", demo_system.token(owner)]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- fields, create, list, get, delete ----------------------------------------------------------
+
+
+def test_fields_as_table_and_json(
+    demo_system: System, owner: uuid.UUID, auth: list[str], home: Path
+) -> None:
+    text = cli("export", "fields", *auth, home=home)
+    assert text.returncode == 0, text.stderr
+    assert "Series fields:" in text.stdout
+    assert "Book fields:" in text.stdout
+    assert "series_name" in text.stdout
+    assert "anchor" in text.stdout
+    assert "Counts & Progress" in text.stdout
+    as_json = cli("export", "fields", "--json", *auth, home=home)
+    assert as_json.returncode == 0, as_json.stderr
+    with demo_system.client(owner) as client:
+        assert json.loads(as_json.stdout) == client.get(f"{URL}/fields").json()
+
+
+def test_create_wait_download_then_list_get_delete(
+    demo_system: System, owner: uuid.UUID, auth: list[str], home: Path
+) -> None:
+    """Example 1 ("Send my reading list to ChatGPT") end to end, then the management commands."""
+    target = home / "reading-list.json"
+    created = cli(
+        "export",
+        "create",
+        "--all-libraries",
+        "--preset",
+        "llm",
+        "--output",
+        str(target),
+        *auth,
+        home=home,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "rows" in created.stderr  # progress, plain text because stderr is not a terminal
+    assert "SHA-256 verified" in created.stdout
+    export_id = created.stdout.split()[1]
+    with demo_system.client(owner) as client:
+        export = client.get(f"{URL}/{export_id}").json()
+    assert export["status"] == "completed"
+    data = target.read_bytes()
+    assert sha256(data) == export["sha256"]
+    assert len(data) == export["fileSizeBytes"]
+    assert not target.with_name(target.name + ".part").exists()
+    rows = json.loads(data)
+    assert len(rows) == export["rowCount"]
+    assert not any("series_id" in r for r in rows)
+
+    listed = cli("export", "list", *auth, home=home)
+    assert listed.returncode == 0, listed.stderr
+    header, *lines = listed.stdout.splitlines()
+    assert header.split()[:5] == ["ID", "CREATED", "TYPE", "FORMAT", "STATUS"]
+    assert any(line.startswith(export_id) and "completed" in line for line in lines)
+    listed_json = cli("export", "list", "--json", *auth, home=home)
+    assert export_id in [e["id"] for e in json.loads(listed_json.stdout)["exports"]]
+
+    got = cli("export", "get", export_id, *auth, home=home)
+    assert got.returncode == 0, got.stderr
+    assert "ID:" in got.stdout
+    assert export["sha256"] in got.stdout
+    assert "Status:" in got.stdout
+    got_json = cli("export", "get", export_id, "--json", *auth, home=home)
+    assert json.loads(got_json.stdout) == export
+
+    deleted = cli("export", "delete", export_id, "--json", *auth, home=home)
+    assert deleted.returncode == 0, deleted.stderr
+    assert json.loads(deleted.stdout) == {"id": export_id, "deleted": True}
+    gone = cli("export", "get", export_id, *auth, home=home)
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == "error: Export not found"
+
+
+def test_library_by_name_and_groups_markdown(
+    libraries: list[dict[str, str]], auth: list[str], home: Path
+) -> None:
+    """Example 3: one library by name, Metadata + Counts & Progress, Markdown into a directory."""
+    library = libraries[0]
+    outdir = home / "out"
+    outdir.mkdir()
+    result = cli(
+        "export", "create", "--format", "md", "--library", library["name"].upper(),
+        "--group", "Metadata", "--group", "counts & progress", "--output", str(outdir), "--json",
+        *auth, home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    export = json.loads(result.stdout)
+    assert export["libraryIds"] == [library["id"]]
+    assert export["libraryNames"] == [library["name"]]
+    assert "title" in export["fields"]
+    assert "progress" in export["fields"]
+    assert "series_id" not in export["fields"]
+    assert "user_rating" not in export["fields"]
+    saved = Path(export["savedTo"])
+    assert saved.parent == outdir
+    assert saved.name == export["fileName"]
+    text = saved.read_text(encoding="utf-8")
+    assert sum(line.startswith("## ") for line in text.splitlines()) == export["rowCount"]
+
+
+def test_books_csv_by_groups(auth: list[str], home: Path) -> None:
+    """Example 4: books, CSV, Identity + File Info, every library."""
+    target = home / "sizes.csv"
+    result = cli(
+        "export", "create", "--type", "books", "--format", "csv", "--all-libraries",
+        "--group", "Identity", "--group", "File Info", "-o", str(target), "--quiet",
+        *auth, home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # --quiet
+    header = target.read_bytes().split(b"\r\n", 1)[0].decode()
+    assert header.split(",")[:3] == ["book_name", "book_id", "series_id"]
+    assert "file_size" in header
+    assert "title" not in header.split(",")
+
+
+@pytest.fixture(scope="module")
+async def idle_api(real_servers: Servers, servers_dir: Path) -> AsyncIterator[tuple[System, str]]:
+    """An api without a worker (own bus and bucket): its exports stay pending until cancelled."""
+    database = await create_database(real_servers)
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("INSERT INTO libraries (name) VALUES ('Comics')")
+    finally:
+        await conn.close()
+    nats = servers.start_nats(servers_dir / f"nats-idle-{uuid.uuid4().hex[:6]}")
+    env = service_env(
+        real_servers,
+        database,
+        EXPORTS_NATS_URL=nats.url,
+        EXPORTS_S3_BUCKET="idle-" + uuid.uuid4().hex[:12],
+    )
+    system = make_system(env, servers_dir / "logs-idle-api")
+    try:
+        system.start("api")
+        yield system, database
+    finally:
+        system.stop()
+        nats.stop()
+
+
+async def test_create_without_wait_then_cancel(idle_api: tuple[System, str], home: Path) -> None:
+    system, database = idle_api
+    auth = ["--api", system.api_url, "--token", system.token(await new_user(database))]
+    created = cli(
+        "export", "create", "--type", "both", "--library", "comics", "--preset", "all", *auth,
+        home=home,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("Export ")
+    assert "queued (pending)" in created.stdout
+    export_id = created.stdout.split()[1]
+    not_ready = cli("export", "download", export_id, "-o", str(home / "x.json"), *auth, home=home)
+    assert not_ready.returncode == 1
+    assert not_ready.stderr.strip() == "error: Export is not ready for download (status: pending)"
+    assert not (home / "x.json.part").exists()
+
+    cancelled = cli("export", "cancel", export_id, "--json", *auth, home=home)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    again = cli("export", "cancel", export_id, *auth, home=home)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error: Export cannot be cancelled (status: cancelled)"
+    shown = cli("export", "get", export_id, *auth, home=home)
+    assert "Status:" in shown.stdout
+    assert "cancelled" in shown.stdout
+    deleted = cli("export", "delete", export_id, *auth, home=home)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout.strip() == f"Deleted export {export_id}"
+
+
+def test_errors_print_the_server_message(demo_system: System, auth: list[str], home: Path) -> None:
+    both_csv = cli(
+        "export", "create", "--type", "both", "--format", "csv", "--all-libraries",
+        "--preset", "all", *auth, home=home,
+    )  # fmt: skip
+    assert both_csv.returncode == 1
+    assert both_csv.stderr.strip() == (
+        "error: CSV format is not supported for 'both' export type. Use JSON or Markdown."
+    )
+    as_json = cli("export", "create", "--all-libraries", "--json", *auth, home=home)
+    assert as_json.returncode == 1
+    assert as_json.stdout == ""
+    assert json.loads(as_json.stderr) == {
+        "error": "ValidationError",
+        "message": "At least one series field must be selected",
+        "status": 400,
+    }
+    unknown = cli(
+        "export", "create", "--library", "No Such Library", "--preset", "all", *auth, home=home
+    )
+    assert unknown.returncode == 1
+    assert "Unknown library: No Such Library" in unknown.stderr
+    missing = cli("export", "get", str(uuid.uuid4()), *auth, home=home)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: Export not found"
+    bad_token = cli("export", "list", "--api", demo_system.api_url, "--token", "nope", home=home)
+    assert bad_token.returncode == 1
+    assert "Invalid or expired credentials" in bad_token.stderr
+    assert "login" in bad_token.stderr
+    no_token = cli("export", "list", "--api", demo_system.api_url, home=home)
+    assert no_token.returncode == 2
+    assert "Not signed in" in no_token.stderr
+    no_api = cli("export", "list", "--token", "t", home=home)
+    assert no_api.returncode == 2
+    assert "No API address" in no_api.stderr
+    unreachable = cli("export", "list", "--api", "http://127.0.0.1:9", "--token", "t", home=home)
+    assert unreachable.returncode == 1
+    assert "Cannot reach the API" in unreachable.stderr
+    not_an_id = cli("export", "get", "42", *auth, home=home)
+    assert not_an_id.returncode == 2
+    assert "Not an export id" in not_an_id.stderr
+
+
+def test_login_saves_a_private_token(demo_system: System, home: Path) -> None:
+    env = {"EXPORTS_API_URL": demo_system.api_url}
+    wrong = cli("login", "--username", "demo", "--password", "wrong", home=home, env=env)
+    assert wrong.returncode == 1
+    assert "Invalid username or password" in wrong.stderr
+    assert not (home / "config" / "codex-exports" / "token").exists()
+    ok = cli("login", "--username", "demo", "--password", "demo", "--json", home=home, env=env)
+    assert ok.returncode == 0, ok.stderr
+    body = json.loads(ok.stdout)
+    token_file = home / "config" / "codex-exports" / "token"
+    assert body["username"] == "demo"
+    assert body["tokenFile"] == str(token_file)
+    assert body["expiresAt"]
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+    listed = cli("export", "list", "--json", home=home, env=env)  # the saved token, no --token
+    assert listed.returncode == 0, listed.stderr
+    assert "exports" in json.loads(listed.stdout)
+
+
+# --- downloads: resume and verification ---------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    range: str | None
+    if_range: str | None
+    status: int = 0
+    sent: int = 0
+
+
+@dataclass
+class CuttingProxy:
+    """Forwards to the api; the first download response is cut after ``cut_after`` bytes."""
+
+    upstream: str
+    cut_after: int | None = None
+    seen: list[Seen] = field(default_factory=list)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def downloads(self) -> list[Seen]:
+        return [s for s in self.seen if s.path.endswith("/download")]
+
+
+def _handler(proxy: CuttingProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.forward()
+
+        def do_POST(self) -> None:
+            self.forward()
+
+        def do_DELETE(self) -> None:
+            self.forward()
+
+        def forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() not in ("host", "connection", "accept-encoding", "content-length")
+            }
+            seen = Seen(
+                self.command, self.path, self.headers.get("Range"), self.headers.get("If-Range")
+            )
+            proxy.seen.append(seen)
+            cut = proxy.cut_after if self.path.endswith("/download") else None
+            if cut is not None:
+                proxy.cut_after = None  # only the first download is cut
+            with (
+                httpx.Client(base_url=proxy.upstream, timeout=30) as client,
+                client.stream(self.command, self.path, headers=headers, content=body) as response,
+            ):
+                seen.status = response.status_code
+                self.send_response(response.status_code)
+                for key, value in response.headers.items():
+                    if key.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.end_headers()
+                for chunk in response.iter_raw():
+                    if cut is not None and seen.sent + len(chunk) >= cut:
+                        self.wfile.write(chunk[: cut - seen.sent])
+                        seen.sent = cut
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    self.wfile.write(chunk)
+                    seen.sent += len(chunk)
+
+    return Handler
+
+
+@pytest.fixture
+def proxy(demo_system: System) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(demo_system.api_url)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    server.daemon_threads = True
+    proxy.server = server
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def finished(
+    demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]
+) -> tuple[dict[str, Any], bytes]:
+    """One completed export (all series, every field) and its bytes."""
+    with demo_system.client(owner) as client:
+        response = client.post(
+            URL,
+            json={
+                "format": "json",
+                "libraryIds": [lib["id"] for lib in libraries],
+                "preset": "all",
+            },
+        )
+        assert response.status_code == 202, response.text
+        export = wait_for_export(client, response.json()["id"])
+        assert export["status"] == "completed", export
+        content = client.get(f"{URL}/{export['id']}/download").content
+    assert sha256(content) == export["sha256"]
+    assert len(content) > 100_000
+    return export, content
+
+
+def test_download_resumes_after_the_connection_drops(
+    demo_system: System,
+    owner: uuid.UUID,
+    finished: tuple[dict[str, Any], bytes],
+    proxy: CuttingProxy,
+    home: Path,
+) -> None:
+    export, content = finished
+    size = len(content)
+    proxy.cut_after = size // 3
+    target = home / "cut.json"
+    result = cli(
+        "export", "download", export["id"], "-o", str(target), "--json",
+        "--api", proxy.url, "--token", demo_system.token(owner), home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "connection lost" in result.stderr
+    assert target.read_bytes() == content
+    assert json.loads(result.stdout) == {
+        "id": export["id"], "file": str(target), "bytes": size, "sha256": export["sha256"],
+        "resumedFrom": 0,
+    }  # fmt: skip
+    first, second = proxy.downloads()
+    assert (first.range, first.status, first.sent) == (None, 200, size // 3)
+    assert second.range == f"bytes={size // 3}-"
+    assert second.if_range == f'"{export["sha256"]}"'
+    assert (second.status, second.sent) == (206, size - size // 3)
+
+
+def test_download_continues_a_part_file(
+    demo_system: System,
+    owner: uuid.UUID,
+    finished: tuple[dict[str, Any], bytes],
+    proxy: CuttingProxy,
+    home: Path,
+) -> None:
+    export, content = finished
+    half = len(content) // 2
+    target = home / "resumed.json"
+    target.with_name("resumed.json.part").write_bytes(content[:half])
+    result = cli(
+        "export", "download", export["id"], "-o", str(target), "--json",
+        "--api", proxy.url, "--token", demo_system.token(owner), home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["resumedFrom"] == half
+    assert target.read_bytes() == content
+    [only] = proxy.downloads()  # just the missing half went over the wire
+    assert (only.range, only.status, only.sent) == (f"bytes={half}-", 206, len(content) - half)
+
+
+def test_a_corrupted_download_is_detected_and_removed(
+    finished: tuple[dict[str, Any], bytes], auth: list[str], home: Path
+) -> None:
+    export, content = finished
+    target = home / "corrupt.json"
+    part = target.with_name("corrupt.json.part")
+    part.write_bytes(b"X" * (len(content) // 2))  # wrong bytes the resume builds on
+    result = cli("export", "download", export["id"], "-o", str(target), *auth, home=home)
+    assert result.returncode == 3
+    assert "SHA-256 mismatch" in result.stderr
+    assert export["sha256"] in result.stderr
+    assert "was removed" in result.stderr
+    assert not part.exists()
+    assert not target.exists()
+    again = cli("export", "download", export["id"], "-o", str(target), *auth, home=home)
+    assert again.returncode == 0, again.stderr
+    assert target.read_bytes() == content
