@@ -13,7 +13,7 @@ EXPORTS = "exports"
 
 def _scripts(part: str) -> list[tuple[str, str]]:
     folder = resources.files("shared").joinpath("migrations", part)
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(f"{part}/{p.name}", p.read_text(encoding="utf-8")) for p in files]
 
 
@@ -30,7 +30,9 @@ async def apply_migrations(conn: asyncpg.Connection, *, catalog: bool = False) -
         for name, sql in _scripts(part):
             async with conn.transaction():
                 # Serialise concurrent migrators (several pods starting at once).
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext('codex-exports-migrate'))")
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('codex-exports-migrate'))"
+                )
                 done = await conn.fetchval(
                     "SELECT 1 FROM exports.schema_migrations WHERE name = $1", name
                 )

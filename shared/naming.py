@@ -32,7 +32,9 @@ def library_part(names: list[str]) -> str:
     return joined
 
 
-def export_file_name(export_type: str, fmt: str, library_names: list[str], created_at: datetime) -> str:
+def export_file_name(
+    export_type: str, fmt: str, library_names: list[str], created_at: datetime
+) -> str:
     """``codex-{type}-{libraries}-{YYYYMMDDTHHMMSSZ}.{ext}`` (SPEC §5)."""
     stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"codex-{export_type}-{library_part(library_names)}-{stamp}.{EXTENSIONS[fmt]}"

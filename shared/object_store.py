@@ -149,18 +149,24 @@ class StreamingUpload:
             metadata=self._metadata or None,  # type: ignore[arg-type]
         )
 
+    def _started(self) -> asyncio.Future[Any]:
+        if self._result is None:
+            raise RuntimeError("StreamingUpload.start() was not called")
+        return self._result
+
     async def _put(self, item: bytes | BaseException | None) -> None:
-        assert self._result is not None
+        result = self._started()
         while True:
-            if self._result.done():
+            if result.done():
                 # The upload thread ended early: surface its error.
-                self._result.result()
+                result.result()
                 raise ObjectStoreError("upload ended before all data was written")
             try:
                 self._reader._queue.put_nowait(item)
-                return
             except queue.Full:
                 await asyncio.sleep(0.002)
+            else:
+                return
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -175,14 +181,14 @@ class StreamingUpload:
 
     async def finish(self) -> str:
         """Complete the upload; return the SHA-256 hex digest of what was written."""
-        assert self._result is not None
+        result = self._started()
         if self._pending:
             await self._put(bytes(self._pending))
             self._pending.clear()
         await self._put(None)
         self._closed = True
         try:
-            await self._result
+            await result
         except S3Error as err:
             raise ObjectStoreError(f"object store refused the upload: {err.code}") from err
         except _Aborted:
@@ -221,7 +227,9 @@ async def stat(client: Minio, bucket: str, key: str) -> ObjectInfo:
             if err.code in {"NoSuchKey", "NoSuchObject", "NoSuchBucket"}:
                 raise ObjectMissing(key) from err
             raise ObjectStoreError(err.code or "error") from err
-        return ObjectInfo(size=obj.size or 0, etag=obj.etag or "", metadata=dict(obj.metadata or {}))
+        return ObjectInfo(
+            size=obj.size or 0, etag=obj.etag or "", metadata=dict(obj.metadata or {})
+        )
 
     return await asyncio.to_thread(_stat)
 

@@ -132,7 +132,9 @@ async def insert_export(
     idempotency key already used by this user in the last 24 h, the first export is returned.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))", new.user_id)
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))", new.user_id
+        )
         if idempotency_key is not None:
             existing = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM exports.exports e WHERE e.id = ("
@@ -153,7 +155,8 @@ async def insert_export(
         record = await conn.fetchrow(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
-            f" request_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) RETURNING {_COLUMNS}",
+            " request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            f" RETURNING {_COLUMNS}",
             new.id,
             new.user_id,
             new.format,
@@ -240,7 +243,9 @@ async def mark_published(pool: asyncpg.Pool, export_id: UUID) -> None:
     )
 
 
-async def unpublished(pool: asyncpg.Pool, *, older_than_seconds: float, limit: int = 100) -> list[ExportRow]:
+async def unpublished(
+    pool: asyncpg.Pool, *, older_than_seconds: float, limit: int = 100
+) -> list[ExportRow]:
     """Pending rows whose request was never published (the outbox)."""
     records = await pool.fetch(
         f"SELECT {_COLUMNS} FROM exports.exports WHERE published_at IS NULL AND status = 'pending'"
@@ -317,7 +322,9 @@ async def complete(
     )
 
 
-async def fail(pool: asyncpg.Pool, export_id: UUID, error: str, *, worker_id: str | None = None) -> ExportRow | None:
+async def fail(
+    pool: asyncpg.Pool, export_id: UUID, error: str, *, worker_id: str | None = None
+) -> ExportRow | None:
     """Mark an in-flight export failed with a message for people."""
     return _row(
         await pool.fetchrow(

@@ -26,7 +26,9 @@ async def remove(
     pool: asyncpg.Pool, store: Minio, bucket: str, broker: NatsBroker, row: ExportRow, reason: str
 ) -> bool:
     """Delete one export's record and file; False if someone else already did."""
-    record = await pool.fetchrow(f"DELETE FROM exports.exports WHERE id = $1 RETURNING {_COLUMNS}", row.id)
+    record = await pool.fetchrow(
+        f"DELETE FROM exports.exports WHERE id = $1 RETURNING {_COLUMNS}", row.id
+    )
     if record is None:
         return False
     await object_store.remove(store, bucket, row.object_key)
@@ -69,7 +71,9 @@ async def over_storage_cap(pool: asyncpg.Pool, cap_bytes: int) -> list[ExportRow
     return [ExportRow.from_record(r) for r in records]
 
 
-async def enforce_caps(pool: asyncpg.Pool, store: Minio, broker: NatsBroker, settings: Settings) -> int:
+async def enforce_caps(
+    pool: asyncpg.Pool, store: Minio, broker: NatsBroker, settings: Settings
+) -> int:
     """Evict the oldest completed exports over the per-user count and the global storage cap."""
     removed = 0
     for row in await over_completed_cap(pool, settings.max_completed_per_user):

@@ -28,6 +28,10 @@ async def schedule_expiry(broker: NatsBroker, row: ExportRow) -> bool:
             timeout=5.0,
         )
     except Exception as err:
-        log.warning("could not schedule expiry (the sweep will catch it): %s", err, extra={"export_id": row.id})
+        log.warning(
+            "could not schedule expiry (the sweep will catch it): %s",
+            err,
+            extra={"export_id": row.id},
+        )
         return False
     return True

@@ -15,7 +15,13 @@ class InvalidToken(Exception):
 
 
 def issue_token(
-    user_id: UUID, username: str, role: str, secret: str, ttl_seconds: int, *, now: datetime | None = None
+    user_id: UUID,
+    username: str,
+    role: str,
+    secret: str,
+    ttl_seconds: int,
+    *,
+    now: datetime | None = None,
 ) -> tuple[str, datetime]:
     """A signed token and its expiry time."""
     issued = (now or datetime.now(UTC)).replace(microsecond=0)

@@ -138,7 +138,9 @@ def demo_system(real_servers: Servers, demo_database: str, servers_dir: Path) ->
         system.stop()
 
 
-async def new_user(database_url: str, *, username: str | None = None, role: str = "reader") -> uuid.UUID:
+async def new_user(
+    database_url: str, *, username: str | None = None, role: str = "reader"
+) -> uuid.UUID:
     """A fresh user with no grants (sees every library), so tests never share limits or lists."""
     conn = await asyncpg.connect(database_url)
     try:

@@ -33,7 +33,9 @@ class System:
         if "api" in self.processes:
             self.wait_ready()
 
-    def start_one(self, name: str, key: str | None = None, **extra_env: str) -> subprocess.Popen[bytes]:
+    def start_one(
+        self, name: str, key: str | None = None, **extra_env: str
+    ) -> subprocess.Popen[bytes]:
         key = key or name
         with (self.log_dir / f"{key}.log").open("ab") as log:
             proc = subprocess.Popen(
@@ -87,7 +89,12 @@ class System:
 def make_system(env: dict[str, str], log_dir: Path) -> System:
     port = servers.free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**env, "EXPORTS_API_PORT": str(port), "EXPORTS_JWT_SECRET": JWT_SECRET, "EXPORTS_LOG_LEVEL": "INFO"}
+    env = {
+        **env,
+        "EXPORTS_API_PORT": str(port),
+        "EXPORTS_JWT_SECRET": JWT_SECRET,
+        "EXPORTS_LOG_LEVEL": "INFO",
+    }
     return System(env=env, log_dir=log_dir, api_url=f"http://127.0.0.1:{port}")
 
 

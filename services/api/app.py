@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.errors import ApiError
 from services.api.intake import register_intake
-from services.api.routes import auth, exports, health, page, usage
+from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import object_store, outbox
 from shared.settings import Settings
 from shared.streams import ensure_stream
@@ -52,10 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-        assert pool is not None
         store = object_store.make_client(settings)
         await asyncio.to_thread(
-            object_store.ensure_bucket, store, settings.s3_bucket, retention_seconds=settings.retention_seconds
+            object_store.ensure_bucket,
+            store,
+            settings.s3_bucket,
+            retention_seconds=settings.retention_seconds,
         )
         app.state.pool = pool
         app.state.store = store
@@ -82,7 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_intake(broker, app.state)
 
     @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         rid = request.headers.get(REQUEST_ID_HEADER, "")
         if not (0 < len(rid) <= 100 and rid.isprintable()):
             rid = uuid.uuid4().hex
@@ -94,7 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return JSONResponse({"error": err.code, "message": err.message}, status_code=err.status, headers=headers)
+        return JSONResponse(
+            {"error": err.code, "message": err.message}, status_code=err.status, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -102,13 +108,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         where = ".".join(str(p) for p in problems[0].get("loc", ())[1:]) if problems else ""
         message = "The request is malformed"
         if problems:
-            message += f": {problems[0].get('msg', 'invalid value')}" + (f" ({where})" if where else "")
+            message += f": {problems[0].get('msg', 'invalid value')}" + (
+                f" ({where})" if where else ""
+            )
         return JSONResponse({"error": "ValidationError", "message": message}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
         messages = {404: "Not found", 405: "Method not allowed"}
-        message = err.detail if isinstance(err.detail, str) else messages.get(err.status_code, "Error")
+        message = (
+            err.detail if isinstance(err.detail, str) else messages.get(err.status_code, "Error")
+        )
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(err.status_code, "Error")
         return JSONResponse({"error": code, "message": message}, status_code=err.status_code)
 
@@ -116,7 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def unexpected(_: Request, err: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(
-            {"error": "InternalError", "message": "Something went wrong on our side; please try again"},
+            {
+                "error": "InternalError",
+                "message": "Something went wrong on our side; please try again",
+            },
             status_code=500,
         )
 
@@ -124,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(exports.router)
     app.include_router(usage.router)
+    app.include_router(api_keys.router)
     app.include_router(page.router)
     return app
 

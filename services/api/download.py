@@ -17,7 +17,7 @@ from shared.naming import CONTENT_TYPES
 from shared.repository import ExportRow
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_UNSAFE_FILENAME = re.compile(r'[^A-Za-z0-9._ -]')
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
 
 
 def content_disposition(file_name: str) -> str:
@@ -69,7 +69,9 @@ def etag(row: ExportRow) -> str:
     return f'"{row.sha256}"'
 
 
-async def download_response(request: Request, row: ExportRow, store: Minio, bucket: str) -> Response:
+async def download_response(
+    request: Request, row: ExportRow, store: Minio, bucket: str
+) -> Response:
     if row.status != "completed" or row.sha256 is None:
         raise NotReady(f"Export is not ready for download (status: {row.status})")
     try:

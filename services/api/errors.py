@@ -21,7 +21,9 @@ class Unauthorized(ApiError):
     status = 401
     code = "Unauthorized"
 
-    def __init__(self, message: str = "Authentication required: sign in or send a valid token") -> None:
+    def __init__(
+        self, message: str = "Authentication required: sign in or send a valid token"
+    ) -> None:
         super().__init__(message)
 
 

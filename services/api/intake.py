@@ -30,7 +30,9 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def register_intake(broker: NatsBroker, state: Any) -> None:
     """Declare the ``export.submit`` responder; ``state`` carries pool and settings at run time."""
 
-    @broker.subscriber(SUBMIT, title="export.submit", description="Create an export (request-reply)")
+    @broker.subscriber(
+        SUBMIT, title="export.submit", description="Create an export (request-reply)"
+    )
     async def submit(msg: NatsMessage) -> dict[str, Any]:
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings

@@ -9,7 +9,8 @@ import asyncpg
 _READABLE = (
     "SELECT l.id, l.name FROM libraries l WHERE"
     " (NOT EXISTS (SELECT 1 FROM user_library_access a WHERE a.user_id = $1)"
-    "  OR EXISTS (SELECT 1 FROM user_library_access a WHERE a.user_id = $1 AND a.library_id = l.id))"
+    "  OR EXISTS (SELECT 1 FROM user_library_access a"
+    "   WHERE a.user_id = $1 AND a.library_id = l.id))"
 )
 
 

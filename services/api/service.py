@@ -24,12 +24,12 @@ from shared import fields as catalog
 from shared import object_store
 from shared import repository as exports_repo
 from shared.dto import ExportCreate
-from shared.naming import export_file_name, object_key
 from shared.events import ExportCancelled
+from shared.naming import export_file_name, object_key
 from shared.outbox import publish_requested
+from shared.settings import Settings
 from shared.subjects import CANCELLED, STREAM, cancel_subject
 from shared.timers import schedule_expiry
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ def _keys(value: Any, what: str) -> list[str] | None:
     return [v if isinstance(v, str) else json.dumps(v) for v in value]
 
 
-def _check_fields(
-    keys: list[str] | None, known: dict[str, catalog.Field], what: str
-) -> list[str]:
+def _check_fields(keys: list[str] | None, known: dict[str, catalog.Field], what: str) -> list[str]:
     if not keys:
         raise ValidationFailed(f"At least one {what} field must be selected")
     for key in keys:
@@ -80,7 +78,9 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
     if export_type not in TYPES:
         raise ValidationFailed("Export type must be 'series', 'books', or 'both'")
     if body.format == "csv" and export_type == "both":
-        raise ValidationFailed("CSV format is not supported for 'both' export type. Use JSON or Markdown.")
+        raise ValidationFailed(
+            "CSV format is not supported for 'both' export type. Use JSON or Markdown."
+        )
 
     raw_ids = body.library_ids
     if not isinstance(raw_ids, list) or not raw_ids:
@@ -215,7 +215,12 @@ async def cancel_export(
 
 
 async def delete_export(
-    pool: asyncpg.Pool, broker: NatsBroker, store: Minio, bucket: str, user_id: UUID, export_id: UUID
+    pool: asyncpg.Pool,
+    broker: NatsBroker,
+    store: Minio,
+    bucket: str,
+    user_id: UUID,
+    export_id: UUID,
 ) -> None:
     """Delete the record first (so a finishing worker sees it gone), stop it, remove the file."""
     row = await exports_repo.delete_for_user(pool, export_id, user_id)

@@ -65,9 +65,15 @@ def _secrets(data_dir: Path, persistent: bool) -> dict[str, str]:
     if persistent and path.exists():
         stored = json.loads(path.read_text())
     values = {
-        "EXPORTS_JWT_SECRET": os.environ.get("EXPORTS_JWT_SECRET") or stored.get("EXPORTS_JWT_SECRET") or secrets.token_urlsafe(48),
-        "EXPORTS_S3_ACCESS_KEY": os.environ.get("EXPORTS_S3_ACCESS_KEY") or stored.get("EXPORTS_S3_ACCESS_KEY") or "exports-" + secrets.token_hex(4),
-        "EXPORTS_S3_SECRET_KEY": os.environ.get("EXPORTS_S3_SECRET_KEY") or stored.get("EXPORTS_S3_SECRET_KEY") or secrets.token_urlsafe(32),
+        "EXPORTS_JWT_SECRET": os.environ.get("EXPORTS_JWT_SECRET")
+        or stored.get("EXPORTS_JWT_SECRET")
+        or secrets.token_urlsafe(48),
+        "EXPORTS_S3_ACCESS_KEY": os.environ.get("EXPORTS_S3_ACCESS_KEY")
+        or stored.get("EXPORTS_S3_ACCESS_KEY")
+        or "exports-" + secrets.token_hex(4),
+        "EXPORTS_S3_SECRET_KEY": os.environ.get("EXPORTS_S3_SECRET_KEY")
+        or stored.get("EXPORTS_S3_SECRET_KEY")
+        or secrets.token_urlsafe(32),
     }
     if persistent:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -105,7 +111,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
 
 def run_dev(api_port: int | None, data_dir: str | None, demo: bool) -> int:
     persistent = data_dir is not None
-    root = Path(data_dir).resolve() if data_dir else Path(tempfile.mkdtemp(prefix="codex-exports-dev-"))
+    root = (
+        Path(data_dir).resolve()
+        if data_dir
+        else Path(tempfile.mkdtemp(prefix="codex-exports-dev-"))
+    )
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
     stack = Stack(root, temporary=not persistent)
@@ -123,7 +133,9 @@ def run_dev(api_port: int | None, data_dir: str | None, demo: bool) -> int:
         stack.servers.append(pg)
         nats = servers.start_nats(root / "nats")
         stack.servers.append(nats)
-        s3 = servers.start_s3(root / "s3", keys["EXPORTS_S3_ACCESS_KEY"], keys["EXPORTS_S3_SECRET_KEY"])
+        s3 = servers.start_s3(
+            root / "s3", keys["EXPORTS_S3_ACCESS_KEY"], keys["EXPORTS_S3_SECRET_KEY"]
+        )
         stack.servers.append(s3)
         port = api_port or servers.free_port()
         env_values = {
@@ -136,9 +148,13 @@ def run_dev(api_port: int | None, data_dir: str | None, demo: bool) -> int:
             "EXPORTS_API_HOST": "127.0.0.1",
             "EXPORTS_API_PORT": str(port),
         }
-        settings = Settings(**{k.removeprefix("EXPORTS_").lower(): v for k, v in env_values.items()})
+        settings = Settings.model_validate(
+            {k.removeprefix("EXPORTS_").lower(): v for k, v in env_values.items()}
+        )
         sign_in = asyncio.run(_prepare_database(pg.url, demo=demo))
-        ensure_bucket(make_client(settings), settings.s3_bucket, retention_seconds=settings.retention_seconds)
+        ensure_bucket(
+            make_client(settings), settings.s3_bucket, retention_seconds=settings.retention_seconds
+        )
 
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
         child_env.update(env_values)
@@ -194,5 +210,9 @@ def _supervise(stack: Stack, env: dict[str, str], logs: Path) -> None:
         time.sleep(0.5)
         for name, proc in list(stack.processes.items()):
             if proc.poll() is not None:
-                print(f"{name} exited with code {proc.returncode}; restarting", file=sys.stderr, flush=True)
+                print(
+                    f"{name} exited with code {proc.returncode}; restarting",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stack.processes[name] = _spawn(name, env, logs)

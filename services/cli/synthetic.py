@@ -72,11 +72,12 @@ async def build_synthetic(
             "INSERT INTO series_metadata (series_id, title, title_sort, summary, publisher, status,"
             " language, year, total_volume_count, total_chapter_count, authors_json)"
             f" SELECT {series_id}, 'Title ' || lpad(s::text, 6, '0'),"
-            " NULL, 'Summary of series ' || s || E', with a comma, a \"quote\"\\nand a second line.',"
+            " NULL, 'Summary of series ' || s"
+            " || E', with a comma, a \"quote\"\\nand a second line.',"
             " 'Publisher ' || (s % 17),"
             " (ARRAY['ongoing','ended','hiatus','abandoned','unknown'])[1 + s % 5],"
             " 'en', 1980 + s % 45, 1 + s % 30, (s % 200)::float8 / 2,"
-            " '[{\"name\":\"Author ' || (s % 500) || '\",\"role\":\"writer\",\"sort_name\":\"'"
+            ' \'[{"name":"Author \' || (s % 500) || \'","role":"writer","sort_name":"\''
             " || (s % 500) || '\"}]'"
             " FROM generate_series(1, $1::int) s",
             series,
@@ -103,8 +104,9 @@ async def build_synthetic(
             "INSERT INTO book_metadata (book_id, title, number, summary, publisher, language_iso,"
             " year, authors_json)"
             f" SELECT {book_id}, 'Volume ' || (1 + (b - 1) % $2),"
-            " 1 + (b - 1) % $2, 'Book ' || b || ' summary, with a comma.', 'Publisher ' || (b % 17),"
-            " 'en', 1980 + b % 45, '[{\"name\":\"Author ' || (b % 500) || '\",\"role\":\"writer\"}]'"
+            " 1 + (b - 1) % $2, 'Book ' || b || ' summary, with a comma.',"
+            " 'Publisher ' || (b % 17),"
+            ' \'en\', 1980 + b % 45, \'[{"name":"Author \' || (b % 500) || \'","role":"writer"}]\''
             " FROM generate_series(1, $1::int) b",
             books,
             per_series,

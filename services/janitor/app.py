@@ -17,7 +17,13 @@ from shared import object_store
 from shared.events import TIMER_EVENT, ExpireTimerFired, SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
-from shared.subjects import JANITOR_DURABLE, STREAM, TIMER_FIRED_ALL, TIMER_SWEEP_FIRED, TIMER_SWEEP_SCHEDULE
+from shared.subjects import (
+    JANITOR_DURABLE,
+    STREAM,
+    TIMER_FIRED_ALL,
+    TIMER_SWEEP_FIRED,
+    TIMER_SWEEP_SCHEDULE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,11 @@ def create_app(settings: Settings | None = None) -> FastStream:
         try:
             event = TIMER_EVENT.validate_json(msg.body)
         except ValidationError as err:
-            log.error("rejected malformed timer event on %s (%d errors)", msg.raw_message.subject, err.error_count())
+            log.warning(
+                "rejected malformed timer event on %s (%d errors)",
+                msg.raw_message.subject,
+                err.error_count(),
+            )
             await msg.reject()
             return
         ctx = state["ctx"]
@@ -80,11 +90,13 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     async def startup() -> None:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-        assert pool is not None
         pools.append(pool)
         store = object_store.make_client(settings)
         await asyncio.to_thread(
-            object_store.ensure_bucket, store, settings.s3_bucket, retention_seconds=settings.retention_seconds
+            object_store.ensure_bucket,
+            store,
+            settings.s3_bucket,
+            retention_seconds=settings.retention_seconds,
         )
         state["ctx"] = service.JanitorContext(settings, pool, store, broker)
 
@@ -96,4 +108,10 @@ def create_app(settings: Settings | None = None) -> FastStream:
         for pool in pools:
             await pool.close()
 
-    return FastStream(broker, logger=logging.getLogger("faststream.app"), on_startup=[startup], after_startup=[after_startup], after_shutdown=[after_shutdown])
+    return FastStream(
+        broker,
+        logger=logging.getLogger("faststream.app"),
+        on_startup=[startup],
+        after_startup=[after_startup],
+        after_shutdown=[after_shutdown],
+    )

@@ -28,7 +28,9 @@ class JanitorContext:
 
 
 async def remove_export(ctx: JanitorContext, row: ExportRow, reason: str) -> bool:
-    return await retention.remove(ctx.pool, ctx.store, ctx.settings.s3_bucket, ctx.broker, row, reason)
+    return await retention.remove(
+        ctx.pool, ctx.store, ctx.settings.s3_bucket, ctx.broker, row, reason
+    )
 
 
 async def expire(ctx: JanitorContext, export_id: UUID) -> bool:

@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
     async def on_requested(msg: NatsMessage) -> None:
         await state["runner"].handle(msg.body, msg)
 
-    @broker.subscriber(f"{CANCEL_PREFIX}.*", title="export.cancel.*", description="Stop a running export")
+    @broker.subscriber(
+        f"{CANCEL_PREFIX}.*", title="export.cancel.*", description="Stop a running export"
+    )
     async def on_cancel(msg: NatsMessage) -> None:
         try:
             export_id = UUID(msg.raw_message.subject.rsplit(".", 1)[-1])
@@ -69,11 +71,13 @@ def create_app(settings: Settings | None = None) -> FastStream:
         pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=settings.worker_concurrency * 2 + 2
         )
-        assert pool is not None
         pool_holder["pool"] = pool
         store = object_store.make_client(settings)
         await asyncio.to_thread(
-            object_store.ensure_bucket, store, settings.s3_bucket, retention_seconds=settings.retention_seconds
+            object_store.ensure_bucket,
+            store,
+            settings.s3_bucket,
+            retention_seconds=settings.retention_seconds,
         )
         state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
         log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)

@@ -50,7 +50,13 @@ def describe(err: BaseException) -> str:
     """A sentence a person can read; never a stack trace."""
     if isinstance(err, ObjectStoreError):
         return "the file storage was unreachable or refused the upload"
-    if isinstance(err, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | asyncpg.exceptions.CannotConnectNowError | asyncpg.exceptions.AdminShutdownError):
+    if isinstance(
+        err,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError,
+    ):
         return "the library database was unreachable"
     if isinstance(err, TimeoutError | asyncio.TimeoutError):
         return "a server took too long to answer"

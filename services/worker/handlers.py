@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -51,10 +52,14 @@ class Runner:
         try:
             event = ExportRequested.model_validate_json(body)
         except ValidationError as err:
-            log.error("rejected malformed export.requested (%d errors)", err.error_count())
+            log.warning("rejected malformed export.requested (%d errors)", err.error_count())
             await msg.reject()
             return
-        extra = {"export_id": event.export_id, "user_id": event.user_id, "request_id": event.request_id}
+        extra = {
+            "export_id": event.export_id,
+            "user_id": event.user_id,
+            "request_id": event.request_id,
+        }
         if self.stopping:
             await msg.nack(delay=0)
             return
@@ -65,7 +70,9 @@ class Runner:
             log.warning("could not start export: %s", err, extra=extra)
             await msg.nack(delay=self.backoff(1))
 
-    async def _handle(self, event: ExportRequested, msg: NatsMessage, extra: dict[str, object]) -> None:
+    async def _handle(
+        self, event: ExportRequested, msg: NatsMessage, extra: Mapping[str, object]
+    ) -> None:
         settings = self.ctx.settings
         pool = self.ctx.pool
         row = await exports_repo.get_any(pool, event.export_id)
@@ -80,7 +87,10 @@ class Runner:
                 await msg.nack(delay=wait + 0.5)
                 return
         claimed = await exports_repo.claim(
-            pool, event.export_id, self.ctx.worker_id, stale_after_seconds=settings.stale_after_seconds
+            pool,
+            event.export_id,
+            self.ctx.worker_id,
+            stale_after_seconds=settings.stale_after_seconds,
         )
         if claimed is None:
             await msg.nack(delay=1.0)
@@ -108,7 +118,9 @@ class Runner:
         except Exception as err:
             reason = describe(err)
             if is_retryable(err) and claimed.attempt < settings.max_deliver:
-                log.warning("export attempt %d failed, will retry: %s", claimed.attempt, err, extra=extra)
+                log.warning(
+                    "export attempt %d failed, will retry: %s", claimed.attempt, err, extra=extra
+                )
                 await _release_with_error(pool, claimed.id, self.ctx.worker_id, reason)
                 await msg.nack(delay=self.backoff(claimed.attempt))
             else:
@@ -121,14 +133,23 @@ class Runner:
                 await self._fail(claimed, message, msg, extra)
         else:
             await msg.ack()
-            log.info("export completed: %s rows, %s bytes", done.row_count, done.file_size_bytes, extra=extra)
+            log.info(
+                "export completed: %s rows, %s bytes",
+                done.row_count,
+                done.file_size_bytes,
+                extra=extra,
+            )
             await service.announce_completed(self.ctx, done)
             await service.enforce_caps(self.ctx)
         finally:
             self.running.pop(claimed.id, None)
 
     async def _fail(
-        self, row: exports_repo.ExportRow, message: str, msg: NatsMessage, extra: dict[str, object]
+        self,
+        row: exports_repo.ExportRow,
+        message: str,
+        msg: NatsMessage,
+        extra: Mapping[str, object],
     ) -> None:
         failed = await exports_repo.fail(self.ctx.pool, row.id, message)
         await msg.ack()
@@ -142,7 +163,9 @@ def _gave_up(attempts: int, reason: str | None) -> str:
     return f"The export could not be completed after {attempts} attempts{why}."
 
 
-async def _release_with_error(pool: asyncpg.Pool, export_id: UUID, worker_id: str, reason: str) -> None:
+async def _release_with_error(
+    pool: asyncpg.Pool, export_id: UUID, worker_id: str, reason: str
+) -> None:
     try:
         await exports_repo.release(pool, export_id, worker_id, error=reason)
     except Exception as err:

@@ -71,13 +71,18 @@ async def _render(
     """Read the catalog in one snapshot and write the rendered file; return the row count."""
     encoder = make_encoder(row.format, row.export_type)
     batch_rows = ctx.settings.batch_rows
-    async with ctx.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+    async with (
+        ctx.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
         scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
         kinds = sections(row)
         total = 0
         for kind in kinds:
-            total += await (catalog.count_series if kind == "series" else catalog.count_books)(conn, scope)
+            total += await (catalog.count_series if kind == "series" else catalog.count_books)(
+                conn, scope
+            )
         progress.total = total
         await write(encoder.start())
         for kind in kinds:
@@ -99,7 +104,12 @@ async def _render(
     return progress.rows
 
 
-async def _heartbeat(ctx: WorkerContext, row: exports_repo.ExportRow, progress: Progress, keep_alive: Callable[[], Any]) -> None:
+async def _heartbeat(
+    ctx: WorkerContext,
+    row: exports_repo.ExportRow,
+    progress: Progress,
+    keep_alive: Callable[[], Any],
+) -> None:
     """Keep the message and the row alive; notice cancel, delete and takeover."""
     interval = min(ctx.settings.heartbeat_seconds, ctx.settings.ack_wait_seconds / 3)
     while not progress.stop.is_set():
@@ -112,7 +122,9 @@ async def _heartbeat(ctx: WorkerContext, row: exports_repo.ExportRow, progress: 
         except Exception as err:
             log.warning("in_progress failed: %s", err, extra={"export_id": row.id})
         try:
-            status = await exports_repo.heartbeat(ctx.pool, row.id, ctx.worker_id, progress.rows, progress.total)
+            status = await exports_repo.heartbeat(
+                ctx.pool, row.id, ctx.worker_id, progress.rows, progress.total
+            )
         except Exception as err:
             log.warning("heartbeat write failed: %s", err, extra={"export_id": row.id})
             continue
@@ -168,7 +180,8 @@ async def run(
 
 async def announce_completed(ctx: WorkerContext, row: exports_repo.ExportRow) -> None:
     """Publish the fact and schedule the expiry timer (best effort: the janitor sweeps too)."""
-    assert row.sha256 is not None and row.row_count is not None and row.completed_at is not None
+    if row.sha256 is None or row.row_count is None or row.completed_at is None:
+        raise ValueError(f"export {row.id} is not completed")
     event = ExportCompleted(
         export_id=row.id,
         user_id=row.user_id,
@@ -197,7 +210,9 @@ async def announce_failed(ctx: WorkerContext, row: exports_repo.ExportRow, error
     await schedule_expiry(ctx.broker, row)
 
 
-async def _publish(ctx: WorkerContext, payload: dict[str, Any], subject: str, row: exports_repo.ExportRow) -> None:
+async def _publish(
+    ctx: WorkerContext, payload: dict[str, Any], subject: str, row: exports_repo.ExportRow
+) -> None:
     headers = {"Nats-Msg-Id": f"{subject}:{row.id}"}
     try:
         await ctx.broker.publish(payload, subject, headers=headers, stream=STREAM, timeout=5.0)

@@ -38,7 +38,10 @@ async def test_submit_over_nats_and_consume_the_facts(
             "export.completed",
             config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
         )
-        request = {"userId": str(user), "request": {"format": "json", "libraryIds": [library], "fields": ["title"]}}
+        request = {
+            "userId": str(user),
+            "request": {"format": "json", "libraryIds": [library], "fields": ["title"]},
+        }
         reply = await nc.request("export.submit", json.dumps(request).encode(), timeout=10)
         export = json.loads(reply.data)
         assert export["status"] == "pending", export
@@ -58,13 +61,19 @@ async def test_submit_over_nats_and_consume_the_facts(
         assert fact["row_count"] > 0 and len(fact["sha256"]) == 64
 
         # The same validation and messages as HTTP.
-        bad = {"userId": str(user), "request": {"format": "csv", "exportType": "both", "libraryIds": [library]}}
+        bad = {
+            "userId": str(user),
+            "request": {"format": "csv", "exportType": "both", "libraryIds": [library]},
+        }
         reply = await nc.request("export.submit", json.dumps(bad).encode(), timeout=10)
         assert json.loads(reply.data) == {
             "error": "ValidationError",
             "message": "CSV format is not supported for 'both' export type. Use JSON or Markdown.",
         }
-        unknown = {"userId": str(uuid.uuid4()), "request": {"format": "json", "libraryIds": [library]}}
+        unknown = {
+            "userId": str(uuid.uuid4()),
+            "request": {"format": "json", "libraryIds": [library]},
+        }
         reply = await nc.request("export.submit", json.dumps(unknown).encode(), timeout=10)
         assert json.loads(reply.data)["error"] == "Unauthorized"
         reply = await nc.request("export.submit", b"\xff not json", timeout=10)
@@ -73,14 +82,18 @@ async def test_submit_over_nats_and_consume_the_facts(
         await nc.close()
 
 
-async def test_failed_exports_publish_a_fact(demo_system: System, real_servers: Servers, demo_database: str) -> None:
+async def test_failed_exports_publish_a_fact(
+    demo_system: System, real_servers: Servers, demo_database: str
+) -> None:
     """A request whose row vanished before the worker ran ends quietly; a failed one is announced."""
     user = await new_user(demo_database)
     library = await _library(demo_database)
     nc = await nats.connect(real_servers.nats_url)
     try:
         js = nc.jetstream()
-        sub = await js.subscribe("export.failed", config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+        sub = await js.subscribe(
+            "export.failed", config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        )
         conn = await asyncpg.connect(demo_database)
         try:
             # A library id that exists at request time but whose rows break rendering is hard to
@@ -91,13 +104,18 @@ async def test_failed_exports_publish_a_fact(demo_system: System, real_servers: 
                 " fields, book_fields, file_name, object_key, expires_at, attempt)"
                 " VALUES ($1, $2, 'json', 'series', $3, '{L}', '{title}', '{}', 'f.json', $4,"
                 " now() + interval '1 day', 99)",
-                export_id, user, [uuid.UUID(library)], f"exports/{user}/{export_id}/f.json",
+                export_id,
+                user,
+                [uuid.UUID(library)],
+                f"exports/{user}/{export_id}/f.json",
             )
         finally:
             await conn.close()
         await js.publish(
             "export.requested",
-            json.dumps({"type": "export.requested", "export_id": str(export_id), "user_id": str(user)}).encode(),
+            json.dumps(
+                {"type": "export.requested", "export_id": str(export_id), "user_id": str(user)}
+            ).encode(),
         )
 
         async def failed_fact() -> dict[str, object]:

@@ -38,7 +38,9 @@ async def libraries(demo_database: str) -> list[dict[str, str]]:
 
 
 def _store(srv: Servers) -> Minio:
-    return Minio(srv.s3_endpoint, access_key=srv.s3_access_key, secret_key=srv.s3_secret_key, secure=False)
+    return Minio(
+        srv.s3_endpoint, access_key=srv.s3_access_key, secret_key=srv.s3_secret_key, secure=False
+    )
 
 
 def run_export(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
@@ -55,11 +57,14 @@ def run_export(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, An
     return done, download.content
 
 
-def test_example_1_llm_reading_list(demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]) -> None:
+def test_example_1_llm_reading_list(
+    demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]
+) -> None:
     """'Send my reading list to ChatGPT': series, JSON, all libraries, LLM preset."""
     with demo_system.client(owner) as client:
         done, content = run_export(
-            client, {"format": "json", "libraryIds": [lib["id"] for lib in libraries], "preset": "llm"}
+            client,
+            {"format": "json", "libraryIds": [lib["id"] for lib in libraries], "preset": "llm"},
         )
     rows = json.loads(content)
     assert isinstance(rows, list) and len(rows) == done["rowCount"] >= 300
@@ -75,7 +80,12 @@ def test_example_2_backup_is_complete_and_deterministic(
     demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]
 ) -> None:
     """'Backup my catalog': both, JSON, all libraries, select all — identical bytes twice."""
-    body = {"format": "json", "exportType": "both", "libraryIds": [lib["id"] for lib in libraries], "preset": "all"}
+    body = {
+        "format": "json",
+        "exportType": "both",
+        "libraryIds": [lib["id"] for lib in libraries],
+        "preset": "all",
+    }
     with demo_system.client(owner) as client:
         first, content = run_export(client, body)
         second, again = run_export(client, body)
@@ -97,8 +107,12 @@ def test_example_3_markdown_one_library_metadata_and_counts(
     """'Share what I'm reading': series, Markdown, one library, Metadata + Counts & Progress."""
     with demo_system.client(owner) as client:
         catalog = client.get(f"{URL}/fields").json()
-        fields = [f["key"] for f in catalog["fields"] if f["group"] in ("Metadata", "Counts & Progress")]
-        done, content = run_export(client, {"format": "md", "libraryIds": [libraries[0]["id"]], "fields": fields})
+        fields = [
+            f["key"] for f in catalog["fields"] if f["group"] in ("Metadata", "Counts & Progress")
+        ]
+        done, content = run_export(
+            client, {"format": "md", "libraryIds": [libraries[0]["id"]], "fields": fields}
+        )
     text = content.decode("utf-8")
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert len(sections) == done["rowCount"] > 0
@@ -108,13 +122,25 @@ def test_example_3_markdown_one_library_metadata_and_counts(
     assert done["libraryNames"] == [libraries[0]["name"]]
 
 
-def test_example_4_csv_of_book_file_sizes(demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]) -> None:
+def test_example_4_csv_of_book_file_sizes(
+    demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]
+) -> None:
     """'Spreadsheet of book file sizes': books, CSV, Identity + File Info."""
     with demo_system.client(owner) as client:
         catalog = client.get(f"{URL}/fields").json()
-        fields = [f["key"] for f in catalog["bookFields"] if f["group"] in ("Identity", "File Info") and not f["isAnchor"]]
+        fields = [
+            f["key"]
+            for f in catalog["bookFields"]
+            if f["group"] in ("Identity", "File Info") and not f["isAnchor"]
+        ]
         done, content = run_export(
-            client, {"format": "csv", "exportType": "books", "libraryIds": [lib["id"] for lib in libraries], "bookFields": fields}
+            client,
+            {
+                "format": "csv",
+                "exportType": "books",
+                "libraryIds": [lib["id"] for lib in libraries],
+                "bookFields": fields,
+            },
         )
     rows = list(csv.DictReader(io.StringIO(content.decode("utf-8"), newline="")))
     assert len(rows) == done["rowCount"] >= 3000
@@ -126,16 +152,35 @@ def test_example_4_csv_of_book_file_sizes(demo_system: System, owner: uuid.UUID,
 
 @pytest.mark.parametrize(
     ("fmt", "export_type"),
-    [("json", "series"), ("json", "books"), ("json", "both"), ("csv", "series"), ("csv", "books"),
-     ("md", "series"), ("md", "books"), ("md", "both")],
+    [
+        ("json", "series"),
+        ("json", "books"),
+        ("json", "both"),
+        ("csv", "series"),
+        ("csv", "books"),
+        ("md", "series"),
+        ("md", "books"),
+        ("md", "both"),
+    ],
 )
 def test_every_format_and_type(
-    demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]], fmt: str, export_type: str
+    demo_system: System,
+    owner: uuid.UUID,
+    libraries: list[dict[str, str]],
+    fmt: str,
+    export_type: str,
 ) -> None:
-    body = {"format": fmt, "exportType": export_type, "libraryIds": [libraries[1]["id"]], "preset": "all"}
+    body = {
+        "format": fmt,
+        "exportType": export_type,
+        "libraryIds": [libraries[1]["id"]],
+        "preset": "all",
+    }
     with demo_system.client(owner) as client:
         done, content = run_export(client, body)
-    assert done["fileName"].startswith(f"codex-{export_type}-") and done["fileName"].endswith(f".{fmt}")
+    assert done["fileName"].startswith(f"codex-{export_type}-") and done["fileName"].endswith(
+        f".{fmt}"
+    )
     text = content.decode("utf-8")
     if fmt == "json":
         doc = json.loads(text)
@@ -153,7 +198,9 @@ def test_download_headers_range_and_etag(
     demo_system: System, owner: uuid.UUID, libraries: list[dict[str, str]]
 ) -> None:
     with demo_system.client(owner) as client:
-        done, content = run_export(client, {"format": "csv", "libraryIds": [libraries[0]["id"]], "preset": "all"})
+        done, content = run_export(
+            client, {"format": "csv", "libraryIds": [libraries[0]["id"]], "preset": "all"}
+        )
         path = f"{URL}/{done['id']}/download"
         full = client.get(path)
         headers = full.headers
@@ -163,10 +210,15 @@ def test_download_headers_range_and_etag(
         assert headers["accept-ranges"] == "bytes"
         disposition = headers["content-disposition"]
         assert disposition.startswith("attachment;")
-        assert f'filename="{done["fileName"]}"' in disposition and "filename*=UTF-8''" in disposition
+        assert (
+            f'filename="{done["fileName"]}"' in disposition and "filename*=UTF-8''" in disposition
+        )
         import base64
 
-        assert headers["repr-digest"] == "sha-256=:" + base64.b64encode(bytes.fromhex(done["sha256"])).decode() + ":"
+        assert (
+            headers["repr-digest"]
+            == "sha-256=:" + base64.b64encode(bytes.fromhex(done["sha256"])).decode() + ":"
+        )
 
         part = client.get(path, headers={"Range": "bytes=10-99"})
         assert part.status_code == 206
@@ -174,7 +226,9 @@ def test_download_headers_range_and_etag(
         assert part.headers["content-range"] == f"bytes 10-99/{len(content)}"
         tail = client.get(path, headers={"Range": "bytes=-25"})
         assert (tail.status_code, tail.content) == (206, content[-25:])
-        resume = client.get(path, headers={"Range": f"bytes={len(content) - 5}-", "If-Range": headers["etag"]})
+        resume = client.get(
+            path, headers={"Range": f"bytes={len(content) - 5}-", "If-Range": headers["etag"]}
+        )
         assert (resume.status_code, resume.content) == (206, content[-5:])
         stale = client.get(path, headers={"Range": "bytes=0-4", "If-Range": '"other"'})
         assert (stale.status_code, stale.content) == (200, content)
@@ -186,7 +240,11 @@ def test_download_headers_range_and_etag(
 
 
 def test_not_ready_and_gone(
-    demo_system: System, real_servers: Servers, demo_database: str, owner: uuid.UUID, libraries: list[dict[str, str]]
+    demo_system: System,
+    real_servers: Servers,
+    demo_database: str,
+    owner: uuid.UUID,
+    libraries: list[dict[str, str]],
 ) -> None:
     import asyncio
 
@@ -199,7 +257,10 @@ def test_not_ready_and_gone(
                 " fields, book_fields, file_name, object_key, expires_at, published_at)"
                 " VALUES ($1, $2, 'json', 'series', $3, $4, '{title}', '{}', 'x.json', $5,"
                 " now() + interval '1 day', now())",
-                export_id, owner, [uuid.UUID(libraries[0]["id"])], [libraries[0]["name"]],
+                export_id,
+                owner,
+                [uuid.UUID(libraries[0]["id"])],
+                [libraries[0]["name"]],
                 f"exports/{owner}/{export_id}/x.json",
             )
             return str(export_id)
@@ -210,10 +271,15 @@ def test_not_ready_and_gone(
         waiting = asyncio.run(pending_row())
         response = client.get(f"{URL}/{waiting}/download")
         assert response.status_code == 409
-        assert response.json() == {"error": "NotReady", "message": "Export is not ready for download (status: pending)"}
+        assert response.json() == {
+            "error": "NotReady",
+            "message": "Export is not ready for download (status: pending)",
+        }
         client.delete(f"{URL}/{waiting}")
 
-        done, _ = run_export(client, {"format": "json", "libraryIds": [libraries[0]["id"]], "fields": ["title"]})
+        done, _ = run_export(
+            client, {"format": "json", "libraryIds": [libraries[0]["id"]], "fields": ["title"]}
+        )
         key = f"exports/{owner}/{done['id']}/{done['fileName']}"
         _store(real_servers).remove_object("codex-exports", key)
         gone = client.get(f"{URL}/{done['id']}/download")
@@ -228,7 +294,9 @@ def test_users_are_isolated(
 
     alice, bob = asyncio.run(new_user(demo_database)), asyncio.run(new_user(demo_database))
     with demo_system.client(alice) as a, demo_system.client(bob) as b:
-        done, _ = run_export(a, {"format": "json", "libraryIds": [libraries[0]["id"]], "fields": ["title"]})
+        done, _ = run_export(
+            a, {"format": "json", "libraryIds": [libraries[0]["id"]], "fields": ["title"]}
+        )
         export_id = done["id"]
         missing = str(uuid.uuid4())
         for other in (export_id, missing):
@@ -244,16 +312,25 @@ def test_users_are_isolated(
         assert a.delete(f"{URL}/{export_id}").status_code == 204
         assert a.get(f"{URL}/{export_id}").status_code == 404
         assert a.delete(f"{URL}/{export_id}").status_code == 404
-        assert list(store.list_objects("codex-exports", prefix=f"exports/{alice}/", recursive=True)) == []
+        assert (
+            list(store.list_objects("codex-exports", prefix=f"exports/{alice}/", recursive=True))
+            == []
+        )
 
 
-def test_list_is_newest_first(demo_system: System, demo_database: str, libraries: list[dict[str, str]]) -> None:
+def test_list_is_newest_first(
+    demo_system: System, demo_database: str, libraries: list[dict[str, str]]
+) -> None:
     import asyncio
 
     user = asyncio.run(new_user(demo_database))
     with demo_system.client(user) as client:
-        ids = [run_export(client, {"format": fmt, "libraryIds": [libraries[2]["id"]], "fields": ["year"]})[0]["id"]
-               for fmt in ("json", "csv", "md")]
+        ids = [
+            run_export(
+                client, {"format": fmt, "libraryIds": [libraries[2]["id"]], "fields": ["year"]}
+            )[0]["id"]
+            for fmt in ("json", "csv", "md")
+        ]
         listed = client.get(URL).json()["exports"]
     assert [e["id"] for e in listed] == ids[::-1]
     assert {e["format"] for e in listed} == {"json", "csv", "md"}
@@ -262,8 +339,13 @@ def test_list_is_newest_first(demo_system: System, demo_database: str, libraries
 def test_authentication_is_required_everywhere(demo_system: System) -> None:
     some = str(uuid.uuid4())
     for method, path in (
-        ("GET", URL), ("POST", URL), ("GET", f"{URL}/fields"), ("GET", f"{URL}/{some}"),
-        ("GET", f"{URL}/{some}/download"), ("DELETE", f"{URL}/{some}"), ("GET", "/api/v1/libraries"),
+        ("GET", URL),
+        ("POST", URL),
+        ("GET", f"{URL}/fields"),
+        ("GET", f"{URL}/{some}"),
+        ("GET", f"{URL}/{some}/download"),
+        ("DELETE", f"{URL}/{some}"),
+        ("GET", "/api/v1/libraries"),
     ):
         for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic abc"}):
             response = httpx.request(method, demo_system.api_url + path, headers=headers, json={})
@@ -276,8 +358,12 @@ def test_fields_catalog(demo_system: System, owner: uuid.UUID) -> None:
     with demo_system.client(owner) as client:
         doc = client.get(f"{URL}/fields").json()
     assert doc["fields"][0] == {
-        "key": "series_name", "label": "Series Name", "group": "Identity",
-        "multiValue": False, "userSpecific": False, "isAnchor": True,
+        "key": "series_name",
+        "label": "Series Name",
+        "group": "Identity",
+        "multiValue": False,
+        "userSpecific": False,
+        "isAnchor": True,
     }
     assert len(doc["fields"]) == 27 and len(doc["bookFields"]) == 27
     assert doc["presets"]["llmSelect"][0] == "title"
@@ -287,12 +373,19 @@ def test_fields_catalog(demo_system: System, owner: uuid.UUID) -> None:
 
 
 def test_login_returns_a_working_token(demo_system: System) -> None:
-    response = httpx.post(demo_system.api_url + "/api/v1/auth/login", json={"username": "demo", "password": "demo"})
+    response = httpx.post(
+        demo_system.api_url + "/api/v1/auth/login", json={"username": "demo", "password": "demo"}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == {"token", "expiresAt"}
-    me = httpx.get(demo_system.api_url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {body['token']}"})
+    me = httpx.get(
+        demo_system.api_url + "/api/v1/auth/me",
+        headers={"Authorization": f"Bearer {body['token']}"},
+    )
     assert me.json()["username"] == "demo"
-    wrong = httpx.post(demo_system.api_url + "/api/v1/auth/login", json={"username": "demo", "password": "nope"})
+    wrong = httpx.post(
+        demo_system.api_url + "/api/v1/auth/login", json={"username": "demo", "password": "nope"}
+    )
     assert wrong.status_code == 401
     assert wrong.json() == {"error": "Unauthorized", "message": "Invalid username or password"}

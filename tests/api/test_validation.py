@@ -58,13 +58,20 @@ def _post(system: System, user: uuid.UUID, body: Any) -> tuple[int, dict[str, An
         ({"exportType": "books", "bookFields": ["isbn"]}, "Unknown book field: isbn"),
         ({"exportType": "both", "bookFields": None}, "At least one book field must be selected"),
         # First failure wins: format before type before libraries before fields.
-        ({"format": "pdf", "exportType": "x", "libraryIds": []}, "Format must be 'json', 'csv', or 'md'"),
+        (
+            {"format": "pdf", "exportType": "x", "libraryIds": []},
+            "Format must be 'json', 'csv', or 'md'",
+        ),
         ({"exportType": "x", "libraryIds": []}, "Export type must be 'series', 'books', or 'both'"),
         ({"libraryIds": [], "fields": ["nope"]}, "At least one library must be selected"),
     ],
 )
 def test_validation_messages(
-    demo_system: System, caller: uuid.UUID, library_ids: list[str], patch: dict[str, Any], message: str
+    demo_system: System,
+    caller: uuid.UUID,
+    library_ids: list[str],
+    patch: dict[str, Any],
+    message: str,
 ) -> None:
     body: dict[str, Any] = {"format": "json", "libraryIds": library_ids[:1], "fields": ["title"]}
     body.update(patch)
@@ -92,7 +99,9 @@ def test_a_library_the_caller_may_not_read_looks_unknown(
         return user
 
     user = asyncio.run(restricted())
-    status, payload = _post(demo_system, user, {"format": "json", "libraryIds": [library_ids[1]], "fields": ["title"]})
+    status, payload = _post(
+        demo_system, user, {"format": "json", "libraryIds": [library_ids[1]], "fields": ["title"]}
+    )
     assert (status, payload["message"]) == (400, f"Unknown library: {library_ids[1]}")
     with demo_system.client(user) as client:
         libs = client.get("/api/v1/libraries").json()["libraries"]
@@ -101,20 +110,28 @@ def test_a_library_the_caller_may_not_read_looks_unknown(
 
 def test_malformed_json_body_is_a_clear_400(demo_system: System, caller: uuid.UUID) -> None:
     with demo_system.client(caller) as client:
-        response = client.post(URL, content=b"{not json", headers={"Content-Type": "application/json"})
+        response = client.post(
+            URL, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "ValidationError"
     assert body["message"].startswith("The request is malformed")
 
 
-def test_presets_fill_the_field_lists(demo_system: System, caller: uuid.UUID, library_ids: list[str]) -> None:
+def test_presets_fill_the_field_lists(
+    demo_system: System, caller: uuid.UUID, library_ids: list[str]
+) -> None:
     status, payload = _post(
-        demo_system, caller, {"format": "json", "exportType": "both", "libraryIds": library_ids[:1], "preset": "llm"}
+        demo_system,
+        caller,
+        {"format": "json", "exportType": "both", "libraryIds": library_ids[:1], "preset": "llm"},
     )
     assert status == 202, payload
     assert "series_id" not in payload["fields"] and "path" not in payload["fields"]
     assert payload["fields"][:2] == ["created_at", "title"]  # catalog order
     assert "series_name" in payload["bookFields"]
-    status, payload = _post(demo_system, caller, {"format": "json", "libraryIds": library_ids[:1], "preset": "gpt"})
+    status, payload = _post(
+        demo_system, caller, {"format": "json", "libraryIds": library_ids[:1], "preset": "gpt"}
+    )
     assert (status, payload["message"]) == (400, "Preset must be 'llm' or 'all'")

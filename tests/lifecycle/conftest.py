@@ -38,18 +38,24 @@ class Restartable:
 
     @property
     def info(self) -> Servers:
-        return Servers(self.pg.url, self.nats.url, self.s3.endpoint, self.access_key, self.secret_key)
+        return Servers(
+            self.pg.url, self.nats.url, self.s3.endpoint, self.access_key, self.secret_key
+        )
 
     def restart_nats(self, down_seconds: float = 0.0) -> None:
         self.nats.stop()
         time.sleep(down_seconds)
-        self.nats = servers.start_nats(self.root / "nats", port=self.nats.port, monitor_port=self.nats.monitor_port)
+        self.nats = servers.start_nats(
+            self.root / "nats", port=self.nats.port, monitor_port=self.nats.monitor_port
+        )
 
     def stop_s3(self) -> None:
         self.s3.stop()
 
     def start_s3(self) -> None:
-        self.s3 = servers.start_s3(self.root / "s3", self.access_key, self.secret_key, port=self.s3.port)
+        self.s3 = servers.start_s3(
+            self.root / "s3", self.access_key, self.secret_key, port=self.s3.port
+        )
 
     def stop_pg(self) -> None:
         self.pg.stop()
@@ -58,7 +64,9 @@ class Restartable:
         self.pg = servers.start_postgres(self.root / "pg", port=self.pg.port)
 
     def store(self) -> Minio:
-        return Minio(self.s3.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+        return Minio(
+            self.s3.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False
+        )
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +151,10 @@ def wait_until(predicate: Any, timeout: float = 60, interval: float = 0.1) -> An
 
 
 def objects(stack: Restartable, prefix: str = "exports/") -> list[str]:
-    return [o.object_name for o in stack.store().list_objects("codex-exports", prefix=prefix, recursive=True)]
+    return [
+        o.object_name
+        for o in stack.store().list_objects("codex-exports", prefix=prefix, recursive=True)
+    ]
 
 
 def incomplete_uploads(stack: Restartable) -> list[str]:
@@ -152,7 +163,12 @@ def incomplete_uploads(stack: Restartable) -> list[str]:
 
 
 def big_books_request(catalog: Catalog, fmt: str = "json") -> dict[str, Any]:
-    return {"format": fmt, "exportType": "books", "libraryIds": [str(catalog.synthetic.library_id)], "preset": "all"}
+    return {
+        "format": fmt,
+        "exportType": "books",
+        "libraryIds": [str(catalog.synthetic.library_id)],
+        "preset": "all",
+    }
 
 
 async def fresh_user(database_url: str) -> uuid.UUID:

@@ -48,16 +48,29 @@ async def test_cancel_stops_a_running_export_and_leaves_no_object(
         assert final["rowsWritten"] < 60_000
         # The worker aborts its multipart upload: no object, no unfinished upload under the key.
         prefix = f"exports/{user}/{export['id']}/"
-        wait_until(lambda: not [u for u in incomplete_uploads(restartable) if u.startswith(prefix)], timeout=20)
+        wait_until(
+            lambda: not [u for u in incomplete_uploads(restartable) if u.startswith(prefix)],
+            timeout=20,
+        )
         assert objects(restartable, prefix) == []
         assert "export cancelled" in system.log("worker")
         again = client.post(f"{URL}/{export['id']}/cancel")
         assert again.status_code == 409
-        assert again.json() == {"error": "Conflict", "message": "Export cannot be cancelled (status: cancelled)"}
+        assert again.json() == {
+            "error": "Conflict",
+            "message": "Export cannot be cancelled (status: cancelled)",
+        }
         download = client.get(f"{URL}/{export['id']}/download")
         assert download.json()["message"] == "Export is not ready for download (status: cancelled)"
         # The worker is free again: the next export completes.
-        small = create(client, {"format": "csv", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]})
+        small = create(
+            client,
+            {
+                "format": "csv",
+                "libraryIds": [str(big_catalog.synthetic.library_id)],
+                "fields": ["title"],
+            },
+        )
         assert wait_for_export(client, small["id"])["status"] == "completed"
 
 
@@ -73,15 +86,27 @@ async def test_delete_in_flight_stops_the_worker_and_removes_everything(
         assert client.get(f"{URL}/{export['id']}").status_code == 404
         prefix = f"exports/{user}/{export['id']}/"
         wait_until(lambda: "export cancelled" in system.log("worker"), timeout=20)
-        wait_until(lambda: not [u for u in incomplete_uploads(restartable) if u.startswith(prefix)], timeout=20)
+        wait_until(
+            lambda: not [u for u in incomplete_uploads(restartable) if u.startswith(prefix)],
+            timeout=20,
+        )
         assert objects(restartable, prefix) == []
 
 
-async def test_cancel_of_a_completed_export_is_a_conflict(big_catalog: Catalog, system_factory: Any) -> None:
+async def test_cancel_of_a_completed_export_is_a_conflict(
+    big_catalog: Catalog, system_factory: Any
+) -> None:
     system = system_factory(big_catalog.database_url)
     user = await fresh_user(big_catalog.database_url)
     with system.client(user) as client:
-        export = create(client, {"format": "json", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["year"]})
+        export = create(
+            client,
+            {
+                "format": "json",
+                "libraryIds": [str(big_catalog.synthetic.library_id)],
+                "fields": ["year"],
+            },
+        )
         assert wait_for_export(client, export["id"])["status"] == "completed"
         response = client.post(f"{URL}/{export['id']}/cancel")
         assert response.status_code == 409
@@ -89,12 +114,18 @@ async def test_cancel_of_a_completed_export_is_a_conflict(big_catalog: Catalog, 
         assert client.post(f"{URL}/{uuid.uuid4()}/cancel").status_code == 404
 
 
-async def test_twenty_simultaneous_creates_never_pass_the_limit(big_catalog: Catalog, system_factory: Any) -> None:
+async def test_twenty_simultaneous_creates_never_pass_the_limit(
+    big_catalog: Catalog, system_factory: Any
+) -> None:
     # No worker: nothing can finish, so the limit is what decides.
     system = system_factory(big_catalog.database_url, "api")
     user = await fresh_user(big_catalog.database_url)
     other = await fresh_user(big_catalog.database_url)
-    body = {"format": "json", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]}
+    body = {
+        "format": "json",
+        "libraryIds": [str(big_catalog.synthetic.library_id)],
+        "fields": ["title"],
+    }
     results: list[httpx.Response] = []
     lock = threading.Lock()
     gate = threading.Barrier(20)
@@ -114,7 +145,14 @@ async def test_twenty_simultaneous_creates_never_pass_the_limit(big_catalog: Cat
     codes = sorted(r.status_code for r in results)
     assert codes == [202] * 3 + [409] * 17
     refused = [r.json() for r in results if r.status_code == 409]
-    assert all(r == {"error": "TooManyActiveExports", "message": "You already have 3 active exports (limit: 3)"} for r in refused)
+    assert all(
+        r
+        == {
+            "error": "TooManyActiveExports",
+            "message": "You already have 3 active exports (limit: 3)",
+        }
+        for r in refused
+    )
     with system.client(user) as client:
         listed = client.get(URL).json()["exports"]
     assert len(listed) == 3 and {e["status"] for e in listed} == {"pending"}
@@ -122,10 +160,16 @@ async def test_twenty_simultaneous_creates_never_pass_the_limit(big_catalog: Cat
         assert client.post(URL, json=body).status_code == 202
 
 
-async def test_idempotency_key_returns_the_first_export(big_catalog: Catalog, system_factory: Any) -> None:
+async def test_idempotency_key_returns_the_first_export(
+    big_catalog: Catalog, system_factory: Any
+) -> None:
     system = system_factory(big_catalog.database_url)
     user = await fresh_user(big_catalog.database_url)
-    body = {"format": "csv", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]}
+    body = {
+        "format": "csv",
+        "libraryIds": [str(big_catalog.synthetic.library_id)],
+        "fields": ["title"],
+    }
     with system.client(user) as client:
         first = create(client, body, **{"Idempotency-Key": "nightly-2026-11-28"})
         second = create(client, body, **{"Idempotency-Key": "nightly-2026-11-28"})
@@ -135,7 +179,9 @@ async def test_idempotency_key_returns_the_first_export(big_catalog: Catalog, sy
     other = await fresh_user(big_catalog.database_url)
     with system.client(other) as client:
         # Keys are per user: the same key from someone else is a new export.
-        assert create(client, body, **{"Idempotency-Key": "nightly-2026-11-28"})["id"] != first["id"]
+        assert (
+            create(client, body, **{"Idempotency-Key": "nightly-2026-11-28"})["id"] != first["id"]
+        )
 
 
 async def test_progress_events_until_the_end(big_catalog: Catalog, system_factory: Any) -> None:

@@ -10,7 +10,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.lifecycle.conftest import URL, Catalog, Restartable, create, fresh_user, objects, wait_until
+from tests.lifecycle.conftest import (
+    URL,
+    Catalog,
+    Restartable,
+    create,
+    fresh_user,
+    objects,
+    wait_until,
+)
 from tests.system import wait_for_export
 
 pytestmark = pytest.mark.integration
@@ -23,12 +31,16 @@ def _small(catalog: Catalog, fmt: str = "json") -> dict[str, Any]:
 async def _row_exists(database_url: str, export_id: str) -> bool:
     conn = await asyncpg.connect(database_url)
     try:
-        return bool(await conn.fetchval("SELECT 1 FROM exports.exports WHERE id = $1", uuid.UUID(export_id)))
+        return bool(
+            await conn.fetchval("SELECT 1 FROM exports.exports WHERE id = $1", uuid.UUID(export_id))
+        )
     finally:
         await conn.close()
 
 
-async def test_timer_expires_file_and_record(restartable: Restartable, big_catalog: Catalog, system_factory: Any) -> None:
+async def test_timer_expires_file_and_record(
+    restartable: Restartable, big_catalog: Catalog, system_factory: Any
+) -> None:
     # The sweep is hourly here, so only the per-export @at timer can do this.
     system = system_factory(big_catalog.database_url, EXPORTS_RETENTION_SECONDS="4")
     user = await fresh_user(big_catalog.database_url)
@@ -43,8 +55,12 @@ async def test_timer_expires_file_and_record(restartable: Restartable, big_catal
     assert "export removed (expired)" in system.log("janitor")
 
 
-async def test_failed_and_cancelled_exports_expire_too(big_catalog: Catalog, system_factory: Any) -> None:
-    system = system_factory(big_catalog.database_url, "api", "janitor", EXPORTS_RETENTION_SECONDS="3")
+async def test_failed_and_cancelled_exports_expire_too(
+    big_catalog: Catalog, system_factory: Any
+) -> None:
+    system = system_factory(
+        big_catalog.database_url, "api", "janitor", EXPORTS_RETENTION_SECONDS="3"
+    )
     user = await fresh_user(big_catalog.database_url)
     with system.client(user) as client:
         export = create(client, _small(big_catalog))  # no worker: stays pending
@@ -87,27 +103,68 @@ async def test_sweep_catches_what_timers_and_workers_missed(
         import datetime as dt
 
         utc = dt.datetime.now(dt.UTC)
-        await conn.execute(insert, ids["expired"], user, [library], f"exports/{user}/{ids['expired']}/f.json",
-                           "completed", None, None, utc - dt.timedelta(days=8), utc - dt.timedelta(days=1), utc)
-        await conn.execute(insert, ids["stale"], user, [library], f"exports/{user}/{ids['stale']}/f.json",
-                           "running", utc - dt.timedelta(hours=1), "dead-worker:1", utc, utc + dt.timedelta(days=1), utc)
-        await conn.execute(insert, ids["unpublished"], user, [library], f"exports/{user}/{ids['unpublished']}/f.json",
-                           "pending", None, None, utc - dt.timedelta(minutes=5), utc + dt.timedelta(days=1), None)
+        await conn.execute(
+            insert,
+            ids["expired"],
+            user,
+            [library],
+            f"exports/{user}/{ids['expired']}/f.json",
+            "completed",
+            None,
+            None,
+            utc - dt.timedelta(days=8),
+            utc - dt.timedelta(days=1),
+            utc,
+        )
+        await conn.execute(
+            insert,
+            ids["stale"],
+            user,
+            [library],
+            f"exports/{user}/{ids['stale']}/f.json",
+            "running",
+            utc - dt.timedelta(hours=1),
+            "dead-worker:1",
+            utc,
+            utc + dt.timedelta(days=1),
+            utc,
+        )
+        await conn.execute(
+            insert,
+            ids["unpublished"],
+            user,
+            [library],
+            f"exports/{user}/{ids['unpublished']}/f.json",
+            "pending",
+            None,
+            None,
+            utc - dt.timedelta(minutes=5),
+            utc + dt.timedelta(days=1),
+            None,
+        )
     finally:
         await conn.close()
     store = restartable.store()
     orphan = f"exports/{user}/{uuid.uuid4()}/orphan.json"
     store.put_object("codex-exports", orphan, io.BytesIO(b"[]"), 2)
-    store.put_object("codex-exports", f"exports/{user}/{ids['expired']}/f.json", io.BytesIO(b"[]"), 2)
+    store.put_object(
+        "codex-exports", f"exports/{user}/{ids['expired']}/f.json", io.BytesIO(b"[]"), 2
+    )
     # A multipart upload a crashed worker left unfinished.
-    upload_id = store._create_multipart_upload("codex-exports", f"exports/{user}/{uuid.uuid4()}/x.json", {})
+    upload_id = store._create_multipart_upload(
+        "codex-exports", f"exports/{user}/{uuid.uuid4()}/x.json", {}
+    )
     assert upload_id
 
-    system = system_factory(database, EXPORTS_SWEEP_INTERVAL_SECONDS="2", EXPORTS_ORPHAN_AGE_SECONDS="0")
+    system = system_factory(
+        database, EXPORTS_SWEEP_INTERVAL_SECONDS="2", EXPORTS_ORPHAN_AGE_SECONDS="0"
+    )
     with system.client(user) as client:
         wait_until(lambda: client.get(f"{URL}/{ids['expired']}").status_code == 404, timeout=30)
         for name in ("stale", "unpublished"):
-            assert wait_for_export(client, str(ids[name]), timeout=60)["status"] == "completed", name
+            assert wait_for_export(client, str(ids[name]), timeout=60)["status"] == "completed", (
+                name
+            )
     remaining = set(objects(restartable, f"exports/{user}/"))
     assert orphan not in remaining
     assert f"exports/{user}/{ids['expired']}/f.json" not in remaining
@@ -116,7 +173,9 @@ async def test_sweep_catches_what_timers_and_workers_missed(
     assert uploads == []
 
 
-async def test_completed_cap_per_user(restartable: Restartable, big_catalog: Catalog, system_factory: Any) -> None:
+async def test_completed_cap_per_user(
+    restartable: Restartable, big_catalog: Catalog, system_factory: Any
+) -> None:
     system = system_factory(big_catalog.database_url, EXPORTS_MAX_COMPLETED_PER_USER="2")
     user = await fresh_user(big_catalog.database_url)
     with system.client(user) as client:

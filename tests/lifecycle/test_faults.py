@@ -63,7 +63,9 @@ async def test_a_killed_worker_is_taken_over_and_the_file_is_complete(
     assert objects(restartable, prefix) == [prefix + done["fileName"]]
     conn = await asyncpg.connect(big_catalog.database_url)
     try:
-        attempt = await conn.fetchval("SELECT attempt FROM exports.exports WHERE id = $1", done["id"])
+        attempt = await conn.fetchval(
+            "SELECT attempt FROM exports.exports WHERE id = $1", done["id"]
+        )
     finally:
         await conn.close()
     assert attempt == 2
@@ -74,7 +76,11 @@ async def test_nats_down_at_create_still_succeeds_and_runs_when_back(
 ) -> None:
     system = system_factory(big_catalog.database_url)
     user = await fresh_user(big_catalog.database_url)
-    body = {"format": "json", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title", "year"]}
+    body = {
+        "format": "json",
+        "libraryIds": [str(big_catalog.synthetic.library_id)],
+        "fields": ["title", "year"],
+    }
     restartable.nats.stop()
     try:
         with system.client(user) as client:
@@ -88,7 +94,9 @@ async def test_nats_down_at_create_still_succeeds_and_runs_when_back(
         _verify_file(client, done, 1200)
     conn = await asyncpg.connect(big_catalog.database_url)
     try:
-        assert await conn.fetchval("SELECT published_at IS NOT NULL FROM exports.exports WHERE id = $1", done["id"])
+        assert await conn.fetchval(
+            "SELECT published_at IS NOT NULL FROM exports.exports WHERE id = $1", done["id"]
+        )
     finally:
         await conn.close()
 
@@ -98,13 +106,22 @@ async def test_object_store_outage_is_retried_then_completes(
 ) -> None:
     system = system_factory(big_catalog.database_url, EXPORTS_MAX_DELIVER="6")
     user = await fresh_user(big_catalog.database_url)
-    body = {"format": "json", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]}
+    body = {
+        "format": "json",
+        "libraryIds": [str(big_catalog.synthetic.library_id)],
+        "fields": ["title"],
+    }
     restartable.stop_s3()
     try:
         with system.client(user) as client:
             export = create(client, body)
             # A failed attempt hands the export back with the reason kept for people.
-            wait_until(lambda: (_progress(client, export["id"])["error"] or "").startswith("the file storage"), timeout=60)
+            wait_until(
+                lambda: (_progress(client, export["id"])["error"] or "").startswith(
+                    "the file storage"
+                ),
+                timeout=60,
+            )
     finally:
         restartable.start_s3()
     with system.client(user) as client:
@@ -118,7 +135,11 @@ async def test_a_lasting_outage_fails_the_export_with_a_readable_message(
 ) -> None:
     system = system_factory(big_catalog.database_url, EXPORTS_MAX_DELIVER="2")
     user = await fresh_user(big_catalog.database_url)
-    body = {"format": "csv", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]}
+    body = {
+        "format": "csv",
+        "libraryIds": [str(big_catalog.synthetic.library_id)],
+        "fields": ["title"],
+    }
     restartable.stop_s3()
     try:
         with system.client(user) as client:
@@ -127,7 +148,10 @@ async def test_a_lasting_outage_fails_the_export_with_a_readable_message(
     finally:
         restartable.start_s3()
     assert done["status"] == "failed"
-    assert done["error"] == "The export could not be completed after 2 attempts: the file storage was unreachable or refused the upload."
+    assert (
+        done["error"]
+        == "The export could not be completed after 2 attempts: the file storage was unreachable or refused the upload."
+    )
     assert "Traceback" not in done["error"]
 
 
@@ -159,7 +183,16 @@ async def test_malformed_events_are_rejected_and_consumers_stay_up(
         for subject, payload in [
             ("export.requested", b"not json"),
             ("export.requested", b'{"type": "export.requested", "export_id": "nope"}'),
-            ("export.requested", json.dumps({"type": "export.requested", "export_id": "00000000-0000-0000-0000-000000000000", "user_id": "00000000-0000-0000-0000-000000000000"}).encode()),
+            (
+                "export.requested",
+                json.dumps(
+                    {
+                        "type": "export.requested",
+                        "export_id": "00000000-0000-0000-0000-000000000000",
+                        "user_id": "00000000-0000-0000-0000-000000000000",
+                    }
+                ).encode(),
+            ),
             ("export.timer.fired.expire", b"\x00\xff"),
             ("export.timer.fired.expire", b'{"type": "export.timer.expire", "export_id": 5}'),
             ("export.timer.fired.sweep", b'{"type": "something.else"}'),
@@ -170,7 +203,14 @@ async def test_malformed_events_are_rejected_and_consumers_stay_up(
         await nc.close()
     user = await fresh_user(big_catalog.database_url)
     with system.client(user) as client:
-        export = create(client, {"format": "md", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["year"]})
+        export = create(
+            client,
+            {
+                "format": "md",
+                "libraryIds": [str(big_catalog.synthetic.library_id)],
+                "fields": ["year"],
+            },
+        )
         assert wait_for_export(client, export["id"])["status"] == "completed"
     for key in ("worker", "janitor"):
         assert system.processes[key].poll() is None, system.log(key)[-2000:]
@@ -216,9 +256,13 @@ async def test_duplicate_requests_never_run_an_export_twice(
         nc = await nats.connect(restartable.nats.url)
         try:
             js = nc.jetstream()
-            payload = json.dumps({"type": "export.requested", "export_id": export["id"], "user_id": str(user)}).encode()
+            payload = json.dumps(
+                {"type": "export.requested", "export_id": export["id"], "user_id": str(user)}
+            ).encode()
             for n in range(3):  # distinct message ids: JetStream delivers every one
-                await js.publish("export.requested", payload, headers={"Nats-Msg-Id": f"dup-{export['id']}-{n}"})
+                await js.publish(
+                    "export.requested", payload, headers={"Nats-Msg-Id": f"dup-{export['id']}-{n}"}
+                )
         finally:
             await nc.close()
         done = wait_for_export(client, export["id"], timeout=120)
@@ -228,7 +272,10 @@ async def test_duplicate_requests_never_run_an_export_twice(
         assert content.count(b"\r\n") == 60_001
     conn = await asyncpg.connect(big_catalog.database_url)
     try:
-        assert await conn.fetchval("SELECT attempt FROM exports.exports WHERE id = $1", done["id"]) == 1
+        assert (
+            await conn.fetchval("SELECT attempt FROM exports.exports WHERE id = $1", done["id"])
+            == 1
+        )
     finally:
         await conn.close()
     prefix = f"exports/{user}/{export['id']}/"

@@ -25,7 +25,11 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
     restartable: Restartable, big_catalog: Catalog, system_factory: Any
 ) -> None:
     system: System = system_factory(
-        big_catalog.database_url, "api", "janitor", EXPORTS_SWEEP_INTERVAL_SECONDS="5", EXPORTS_MAX_DELIVER="5"
+        big_catalog.database_url,
+        "api",
+        "janitor",
+        EXPORTS_SWEEP_INTERVAL_SECONDS="5",
+        EXPORTS_MAX_DELIVER="5",
     )
     for n in range(3):
         system.start_one("worker", f"worker-{n}")
@@ -38,8 +42,12 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
     library = str(soak.library_id)
     rng = random.Random(7)
     requests = [
-        {"format": rng.choice(["json", "csv", "md"]), "exportType": rng.choice(["series", "books"]),
-         "libraryIds": [library], "preset": rng.choice(["llm", "all"])}
+        {
+            "format": rng.choice(["json", "csv", "md"]),
+            "exportType": rng.choice(["series", "books"]),
+            "libraryIds": [library],
+            "preset": rng.choice(["llm", "all"]),
+        }
         for _ in range(USERS * PER_USER)
     ]
     # Each worker lives ~9 s between kills and an export gets 5 attempts, so exports must be

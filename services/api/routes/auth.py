@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from services.api import repository
 from services.api.auth import authenticate_password
 from services.api.deps import CurrentUser, PoolDep, SettingsDep
-from shared.tokens import issue_token
 from shared.dto import ErrorBody, LoginRequest, LoginResponse
+from shared.tokens import issue_token
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -19,7 +19,11 @@ router = APIRouter(prefix="/api/v1", tags=["auth"])
 async def login(body: LoginRequest, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     user = await authenticate_password(pool, body.username, body.password)
     token, expires = issue_token(
-        user.id, user.username, user.role, settings.jwt_secret.get_secret_value(), settings.jwt_ttl_seconds
+        user.id,
+        user.username,
+        user.role,
+        settings.jwt_secret.get_secret_value(),
+        settings.jwt_ttl_seconds,
     )
     return LoginResponse(token=token, expires_at=expires).model_dump(mode="json", by_alias=True)
 

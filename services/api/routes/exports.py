@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from services.api import service
 from services.api.deps import BrokerDep, CurrentUser, PoolDep, SettingsDep, StoreDep
 from services.api.download import download_response
-from services.api.events import progress_events
 from services.api.errors import EXPORT_NOT_FOUND, NotFound
+from services.api.events import progress_events
 from shared import fields as catalog
 from shared import repository as exports_repo
 from shared.dto import ErrorBody, ExportCreate, ExportList, ExportPublic
@@ -90,12 +90,16 @@ async def download(
 
 
 @router.post("/{export_id}/cancel", response_model=ExportPublic, responses=ERRORS)
-async def cancel(export_id: UUID, user: CurrentUser, pool: PoolDep, broker: BrokerDep) -> dict[str, Any]:
+async def cancel(
+    export_id: UUID, user: CurrentUser, pool: PoolDep, broker: BrokerDep
+) -> dict[str, Any]:
     return _public(await service.cancel_export(pool, broker, user.id, export_id))
 
 
 @router.get("/{export_id}/events", responses=ERRORS)
-async def events(export_id: UUID, request: Request, user: CurrentUser, pool: PoolDep) -> StreamingResponse:
+async def events(
+    export_id: UUID, request: Request, user: CurrentUser, pool: PoolDep
+) -> StreamingResponse:
     """Server-sent events: the export each time its status or progress changes, until it ends."""
     await _own(pool, export_id, user.id)
     return StreamingResponse(

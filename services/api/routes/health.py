@@ -18,7 +18,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(pool: PoolDep, broker: BrokerDep, store: StoreDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(
+    pool: PoolDep, broker: BrokerDep, store: StoreDep, settings: SettingsDep
+) -> JSONResponse:
     failing: list[str] = []
     try:
         await asyncio.wait_for(pool.fetchval("SELECT 1"), 2.0)
@@ -35,8 +37,11 @@ async def readyz(pool: PoolDep, broker: BrokerDep, store: StoreDep, settings: Se
         failing.append("object store")
     if failing:
         return JSONResponse(
-            {"status": "unavailable", "failing": failing,
-             "message": "Not ready: " + ", ".join(failing) + " unreachable"},
+            {
+                "status": "unavailable",
+                "failing": failing,
+                "message": "Not ready: " + ", ".join(failing) + " unreachable",
+            },
             status_code=503,
         )
     return JSONResponse({"status": "ready"})
