@@ -147,7 +147,7 @@ async def create_export(
         )
     valid = await validate(pool, user_id, body)
     export_id = uuid.uuid4()
-    created_at = datetime.now(UTC).replace(microsecond=0)
+    created_at = datetime.now(UTC)
     file_name = export_file_name(valid.export_type, valid.format, valid.library_names, created_at)
     new = exports_repo.NewExport(
         id=export_id,
