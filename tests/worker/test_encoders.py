@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from markdown_it import MarkdownIt
 
 from services.worker import catalog
 from services.worker.encoders import Encoder, make_encoder, rfc3339
@@ -353,10 +354,7 @@ def test_markdown_hostile_lines_never_make_structure(text: str) -> None:
 
 def assert_commonmark_structure(text: str, *, h1: int, h2: int, items: list[int]) -> None:
     """Parse with a CommonMark (+ GFM tables) parser: only the blocks the encoder meant."""
-    markdown_it = pytest.importorskip(
-        "markdown_it", reason="markdown-it-py (a dev dependency via import-linter → rich) missing"
-    )
-    tokens = markdown_it.MarkdownIt("commonmark").enable("table").parse(text)
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
     kinds = [t.type for t in tokens]
     assert kinds.count("heading_open") == h1 + h2
     assert [t.tag for t in tokens if t.type == "heading_open"].count("h1") == h1
