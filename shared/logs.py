@@ -34,6 +34,7 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # uvicorn and FastStream attach their own (coloured, plain-text) handlers: route them to ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "faststream.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or Settings()
     broker = NatsBroker(
         settings.nats_url,
-        logger=logging.getLogger("faststream.broker"),
+        logger=logging.getLogger("codex_exports.bus"),
         connect_timeout=5,
         max_reconnect_attempts=-1,
         graceful_timeout=20.0,
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     return FastStream(
         broker,
-        logger=logging.getLogger("faststream.app"),
+        logger=logging.getLogger("codex_exports.app"),
         on_startup=[startup],
         after_startup=[after_startup],
         after_shutdown=[after_shutdown],

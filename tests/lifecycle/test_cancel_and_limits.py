@@ -53,7 +53,7 @@ async def test_cancel_stops_a_running_export_and_leaves_no_object(
             timeout=20,
         )
         assert objects(restartable, prefix) == []
-        assert "export cancelled" in system.log("worker")
+        wait_until(lambda: "export cancelled" in system.log("worker"), timeout=20)
         again = client.post(f"{URL}/{export['id']}/cancel")
         assert again.status_code == 409
         assert again.json() == {
