@@ -1,0 +1,616 @@
+"""Prometheus metrics for every service, and the small HTTP server the worker and janitor expose.
+
+Names follow ``exports_<noun>_<unit|total>``. Every label takes values from a short, fixed list:
+anything else is recorded as ``other``, so no request, user or export id can grow a series.
+The meaning of each metric is documented in ``docs/operations.md``.
+
+Everything registers in prometheus_client's default registry, so the process collectors
+(``process_resident_memory_bytes``, CPU, open files) come along on every ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Protocol
+
+from faststream.nats.prometheus.provider import (
+    BatchNatsMetricsSettingsProvider,
+    NatsMetricsSettingsProvider,
+)
+from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
+from nats.aio.msg import Msg
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+#: Where the worker's and the janitor's ``/metrics``, ``/healthz`` and ``/readyz`` listen.
+METRICS_PORT = 9100
+
+TYPES = ("series", "books", "both")
+FORMATS = ("json", "csv", "md")
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+CREATE_RESULTS = ("accepted", "replayed", "invalid", "limited")
+DELETE_REASONS = (
+    "expired",
+    "completed_cap",
+    "storage_cap",
+    "deleted",
+    "orphan_object",
+    "orphan_upload",
+)
+CONSUMERS = ("workers", "janitor")
+OTHER = "other"
+UNMATCHED_ROUTE = "<unmatched>"
+
+# Exports take from well under a second to many minutes.
+_DURATION_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_SWEEP_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+# --- api -------------------------------------------------------------------------------------
+
+EXPORTS_CREATED = Counter(
+    "exports_created_total",
+    "Export requests by type, format and result: accepted (a new export), replayed (an "
+    "Idempotency-Key answered with the existing export), invalid (refused by validation), "
+    "limited (per-user concurrency limit).",
+    ["type", "format", "result"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "exports_http_request_duration_seconds",
+    "HTTP requests served by the api, by route template, method and status code. A download's "
+    "duration includes streaming its whole body.",
+    ["route", "method", "status"],
+    buckets=_HTTP_BUCKETS,
+)
+
+# --- worker ----------------------------------------------------------------------------------
+
+EXPORTS_IN_FLIGHT = Gauge(
+    "exports_in_flight",
+    "Exports this worker process is running now.",
+)
+WORKER_CONCURRENCY = Gauge(
+    "exports_worker_concurrency",
+    "Exports one worker process runs at once (EXPORTS_WORKER_CONCURRENCY).",
+)
+EXPORTS_FINISHED = Counter(
+    "exports_finished_total",
+    "Exports that reached an end status in a worker, by type, format and status.",
+    ["type", "format", "status"],
+)
+EXPORT_DURATION = Histogram(
+    "exports_duration_seconds",
+    "Time of the final attempt of an export, from claim to its end status, by format and status.",
+    ["format", "status"],
+    buckets=_DURATION_BUCKETS,
+)
+EXPORT_QUEUE_WAIT = Histogram(
+    "exports_queue_wait_seconds",
+    "Time from an export's creation to a worker claiming it for its first attempt, by format.",
+    ["format"],
+    buckets=_WAIT_BUCKETS,
+)
+EXPORT_ROWS = Counter(
+    "exports_rows_total",
+    "Catalog rows written into export files, by format and the export's end status.",
+    ["format", "status"],
+)
+EXPORT_BYTES = Counter(
+    "exports_bytes_total",
+    "Bytes written into export files (uploaded), by format and the export's end status.",
+    ["format", "status"],
+)
+EXPORT_RETRIES = Counter(
+    "exports_retries_total",
+    "Export attempts that ended with a transient error and were handed back for a retry.",
+    ["format"],
+)
+BATCH_DURATION = Histogram(
+    "exports_worker_batch_duration_seconds",
+    "Time to read, render and buffer one batch of EXPORTS_BATCH_ROWS rows, by format.",
+    ["format"],
+    buckets=_BATCH_BUCKETS,
+)
+
+# --- janitor (and the worker's cap check after a completion) ---------------------------------
+
+DELETIONS = Counter(
+    "exports_deletions_total",
+    "Exports and objects removed, by reason: expired, completed_cap, storage_cap, deleted "
+    "(by the owner), orphan_object, orphan_upload.",
+    ["reason"],
+)
+STALE_REQUEUED = Counter(
+    "exports_stale_requeued_total",
+    "Running exports whose heartbeat went stale and that the sweep put back in the queue.",
+)
+SWEEP_DURATION = Histogram(
+    "exports_sweep_duration_seconds",
+    "Time of one janitor sweep.",
+    buckets=_SWEEP_BUCKETS,
+)
+SWEEP_LAST_SUCCESS = Gauge(
+    "exports_sweep_last_success_timestamp_seconds",
+    "Unix time of the last sweep that finished without an error.",
+)
+
+# --- state read from PostgreSQL and JetStream (the janitor refreshes these) ------------------
+
+RECORDS = Gauge(
+    "exports_records",
+    "Export records (rows of exports.exports) by status.",
+    ["status"],
+)
+OLDEST_PENDING = Gauge(
+    "exports_oldest_pending_seconds",
+    "Age of the oldest pending export (0 when none).",
+)
+OLDEST_RUNNING = Gauge(
+    "exports_oldest_running_seconds",
+    "How long the longest-running attempt has been running (0 when none).",
+)
+HEARTBEAT_AGE = Gauge(
+    "exports_heartbeat_age_seconds",
+    "Age of the stalest heartbeat among running exports (0 when none).",
+)
+OUTBOX_BACKLOG = Gauge(
+    "exports_outbox_backlog",
+    "Pending exports whose export.requested was never published (the outbox).",
+)
+OUTBOX_OLDEST = Gauge(
+    "exports_outbox_oldest_seconds",
+    "Age of the oldest unpublished pending export (0 when none).",
+)
+STORAGE_BYTES = Gauge(
+    "exports_storage_bytes",
+    "Bytes of all completed exports together (what EXPORTS_STORAGE_CAP_BYTES limits).",
+)
+STORAGE_CAP_BYTES = Gauge(
+    "exports_storage_cap_bytes",
+    "The configured global storage cap (EXPORTS_STORAGE_CAP_BYTES).",
+)
+CONSUMER_PENDING = Gauge(
+    "exports_consumer_pending_messages",
+    "Messages on the EXPORTS stream not yet delivered to the durable consumer.",
+    ["consumer"],
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "exports_consumer_ack_pending_messages",
+    "Messages delivered to the durable consumer and not yet acknowledged (being worked on).",
+    ["consumer"],
+)
+STATE_REFRESHED = Gauge(
+    "exports_state_refreshed_timestamp_seconds",
+    "Unix time the state gauges above were last read from PostgreSQL.",
+)
+
+BUILD_INFO = Gauge(
+    "exports_build_info", "Always 1; the label carries the package version.", ["version"]
+)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("codex-exports")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(_version()).set(1)
+
+
+def _one_of(value: object, allowed: Iterable[str]) -> str:
+    text = str(value)
+    return text if text in allowed else OTHER
+
+
+# --- recording helpers: one call per event, so related series never disagree -----------------
+
+
+def record_created(export_type: object, fmt: object, result: str) -> None:
+    """Count one export request (``result`` is one of :data:`CREATE_RESULTS`)."""
+    EXPORTS_CREATED.labels(
+        _one_of(export_type, TYPES), _one_of(fmt, FORMATS), _one_of(result, CREATE_RESULTS)
+    ).inc()
+
+
+def record_claimed(fmt: str, queued_seconds: float) -> None:
+    """A worker claimed an export for its first attempt ``queued_seconds`` after its creation."""
+    EXPORT_QUEUE_WAIT.labels(_one_of(fmt, FORMATS)).observe(max(0.0, queued_seconds))
+
+
+def record_finished(
+    export_type: str, fmt: str, status: str, *, seconds: float, rows: int = 0, size_bytes: int = 0
+) -> None:
+    """An export reached ``completed``, ``failed`` or ``cancelled`` in this worker."""
+    export_format = _one_of(fmt, FORMATS)
+    end = _one_of(status, FINISHED)
+    EXPORTS_FINISHED.labels(_one_of(export_type, TYPES), export_format, end).inc()
+    EXPORT_DURATION.labels(export_format, end).observe(max(0.0, seconds))
+    EXPORT_ROWS.labels(export_format, end).inc(max(0, rows))
+    EXPORT_BYTES.labels(export_format, end).inc(max(0, size_bytes))
+
+
+def record_retry(fmt: str) -> None:
+    """An attempt failed with a transient error and goes back to the queue."""
+    EXPORT_RETRIES.labels(_one_of(fmt, FORMATS)).inc()
+
+
+def observe_batch(fmt: str, seconds: float) -> None:
+    BATCH_DURATION.labels(_one_of(fmt, FORMATS)).observe(max(0.0, seconds))
+
+
+def record_deletion(reason: str, count: int = 1) -> None:
+    if count > 0:
+        DELETIONS.labels(_one_of(reason, DELETE_REASONS)).inc(count)
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """What :data:`STATE_SQL` reads in one pass over ``exports.exports``."""
+
+    records: Mapping[str, int]
+    oldest_pending_seconds: float
+    oldest_running_seconds: float
+    heartbeat_age_seconds: float
+    outbox_backlog: int
+    outbox_oldest_seconds: float
+    storage_bytes: int
+
+
+# One read-only aggregate, kept next to the gauges it feeds. The table holds at most
+# (max_completed_per_user + max_concurrent_per_user) rows per user, so a scan is cheap.
+STATE_SQL = """
+SELECT
+  count(*) FILTER (WHERE status = 'pending') AS pending,
+  count(*) FILTER (WHERE status = 'running') AS running,
+  count(*) FILTER (WHERE status = 'completed') AS completed,
+  count(*) FILTER (WHERE status = 'failed') AS failed,
+  count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0)
+    AS oldest_pending_seconds,
+  coalesce(extract(epoch FROM now() - min(started_at) FILTER (WHERE status = 'running')), 0)
+    AS oldest_running_seconds,
+  coalesce(extract(epoch FROM now() - min(heartbeat_at) FILTER (WHERE status = 'running')), 0)
+    AS heartbeat_age_seconds,
+  count(*) FILTER (WHERE status = 'pending' AND published_at IS NULL) AS outbox_backlog,
+  coalesce(extract(epoch FROM now() - min(created_at)
+    FILTER (WHERE status = 'pending' AND published_at IS NULL)), 0) AS outbox_oldest_seconds,
+  coalesce(sum(file_size_bytes) FILTER (WHERE status = 'completed'), 0) AS storage_bytes
+FROM exports.exports
+"""
+
+
+class _FetchRow(Protocol):
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+
+async def read_state(db: _FetchRow) -> StateSnapshot:
+    """Run :data:`STATE_SQL` on a pool or connection."""
+    row = await db.fetchrow(STATE_SQL)
+    return StateSnapshot(
+        records={status: int(row[status]) for status in STATUSES},
+        oldest_pending_seconds=float(row["oldest_pending_seconds"]),
+        oldest_running_seconds=float(row["oldest_running_seconds"]),
+        heartbeat_age_seconds=float(row["heartbeat_age_seconds"]),
+        outbox_backlog=int(row["outbox_backlog"]),
+        outbox_oldest_seconds=float(row["outbox_oldest_seconds"]),
+        storage_bytes=int(row["storage_bytes"]),
+    )
+
+
+def set_state(snapshot: StateSnapshot) -> None:
+    for status in STATUSES:
+        RECORDS.labels(status).set(snapshot.records.get(status, 0))
+    OLDEST_PENDING.set(snapshot.oldest_pending_seconds)
+    OLDEST_RUNNING.set(snapshot.oldest_running_seconds)
+    HEARTBEAT_AGE.set(snapshot.heartbeat_age_seconds)
+    OUTBOX_BACKLOG.set(snapshot.outbox_backlog)
+    OUTBOX_OLDEST.set(snapshot.outbox_oldest_seconds)
+    STORAGE_BYTES.set(snapshot.storage_bytes)
+
+
+def set_consumer(consumer: str, *, pending: int, ack_pending: int) -> None:
+    name = _one_of(consumer, CONSUMERS)
+    CONSUMER_PENDING.labels(name).set(pending)
+    CONSUMER_ACK_PENDING.labels(name).set(ack_pending)
+
+
+class _JetStream(Protocol):
+    async def consumer_info(self, stream: str, consumer: str) -> Any: ...
+
+
+async def refresh_state(
+    db: _FetchRow, js: _JetStream | None, *, stream: str, consumers: Iterable[str]
+) -> None:
+    """Read the state gauges once: the database (raises on failure), then each consumer's
+    info from JetStream (a missing consumer, e.g. before any worker started, is only logged)."""
+    set_state(await read_state(db))
+    STATE_REFRESHED.set(time.time())
+    if js is None:
+        return
+    for consumer in consumers:
+        try:
+            info = await js.consumer_info(stream, consumer)
+        except Exception as err:
+            log.warning("could not read consumer %s of %s: %s", consumer, stream, err)
+            continue
+        set_consumer(
+            consumer,
+            pending=int(info.num_pending or 0),
+            ack_pending=int(info.num_ack_pending or 0),
+        )
+
+
+async def refresh_state_forever(
+    db: _FetchRow,
+    js: _JetStream | None,
+    *,
+    stream: str,
+    consumers: Iterable[str],
+    storage_cap_bytes: int,
+    interval_seconds: float = 30.0,
+) -> None:
+    """Refresh the state gauges every ``interval_seconds`` until cancelled; errors are logged."""
+    STORAGE_CAP_BYTES.set(storage_cap_bytes)
+    names = tuple(consumers)
+    while True:
+        try:
+            await refresh_state(db, js, stream=stream, consumers=names)
+        except Exception as err:
+            log.warning("could not refresh the state metrics: %s", err)
+        await asyncio.sleep(interval_seconds)
+
+
+# --- exposition -------------------------------------------------------------------------------
+
+
+def metrics_response(accept: str | None = None) -> tuple[bytes, str]:
+    """The body and content type for ``/metrics`` (OpenMetrics when the scraper asks for it)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(REGISTRY), content_type
+
+
+# --- the api's HTTP latency, as pure ASGI middleware (no framework import) --------------------
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/exports/{export_id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+class HttpMetricsMiddleware:
+    """Observe ``exports_http_request_duration_seconds`` for every HTTP request.
+
+    Add it with ``app.add_middleware(HttpMetricsMiddleware)``. The route label is read after the
+    router has matched, so it is the template; unmatched paths share one label value.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            HTTP_REQUEST_DURATION.labels(
+                route_template(scope), _one_of(scope.get("method", ""), _METHODS), str(status)
+            ).observe(time.perf_counter() - started)
+
+
+# --- NATS message metrics with bounded subject labels ----------------------------------------
+
+_UUID_TOKEN = re.compile(
+    r"(?<=\.)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=\.|$)"
+)
+
+
+def subject_template(subject: str) -> str:
+    """``export.cancel.<uuid>`` → ``export.cancel.*``: one label value per kind of subject."""
+    return _UUID_TOKEN.sub("*", subject)
+
+
+class _NatsSubjects(NatsMetricsSettingsProvider):
+    """FastStream's NATS labels with export ids folded out of the subjects."""
+
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        attrs["destination_name"] = subject_template(attrs["destination_name"])
+        return attrs
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return subject_template(super().get_publish_destination_name_from_cmd(cmd))
+
+
+class _NatsBatchSubjects(BatchNatsMetricsSettingsProvider):
+    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
+        attrs = super().get_consume_attrs_from_message(msg)
+        attrs["destination_name"] = subject_template(attrs["destination_name"])
+        return attrs
+
+    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
+        return subject_template(super().get_publish_destination_name_from_cmd(cmd))
+
+
+def _nats_provider(msg: Any) -> Any:
+    # The same dispatch as FastStream's own factory for NATS.
+    if isinstance(msg, Msg) or msg is None:
+        return _NatsSubjects()
+    if isinstance(msg, Sequence):
+        return _NatsBatchSubjects()
+    return None  # key-value and object-store watches: not measured
+
+
+def nats_metrics_middleware(app_name: str) -> PrometheusMiddleware[Any, Any]:
+    """FastStream's Prometheus middleware for NATS, with bounded subject labels.
+
+    FastStream's ``NatsPrometheusMiddleware`` labels by the raw subject, so ``export.cancel.<id>``
+    and ``export.timer.expire.<id>`` would make one series per export. This one folds the id
+    into ``*``. Its metrics are ``exports_nats_*`` (received, processed, published: counts and
+    durations, by ``app_name``, ``handler``/``destination`` and status). Pass it to the broker:
+    ``NatsBroker(..., middlewares=[nats_metrics_middleware("worker")])``.
+    """
+    return PrometheusMiddleware(
+        settings_provider_factory=_nats_provider,
+        registry=REGISTRY,
+        app_name=app_name,
+        metrics_prefix="exports_nats",
+    )
+
+
+# --- /metrics, /healthz and /readyz for the worker and the janitor ----------------------------
+
+ReadyCheck = Callable[[], Awaitable[Iterable[str]]]
+"""Returns the names of the parts that are not ready (empty when ready)."""
+
+
+def check_all(
+    checks: Mapping[str, Callable[[], Awaitable[object]]], *, timeout: float = 3.0
+) -> ReadyCheck:
+    """A :data:`ReadyCheck` from named probes: a part fails if its probe raises, times out or
+    returns ``False``. Probes run concurrently."""
+
+    async def one(name: str, probe: Callable[[], Awaitable[object]]) -> str | None:
+        try:
+            result = await asyncio.wait_for(probe(), timeout)
+        except Exception:
+            return name
+        return name if result is False else None
+
+    async def ready() -> list[str]:
+        results = await asyncio.gather(*(one(n, p) for n, p in checks.items()))
+        return [name for name in results if name is not None]
+
+    return ready
+
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
+_MAX_HEAD = 8192
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+
+
+async def _answer(
+    ready_check: ReadyCheck, method: str, path: str, accept: str | None
+) -> tuple[int, bytes, str]:
+    """Status, body and content type for one request to the health and metrics server."""
+    if method not in ("GET", "HEAD"):
+        return 405, b"method not allowed\n", _TEXT
+    if path == "/metrics":
+        body, content_type = metrics_response(accept)
+        return 200, body, content_type
+    if path == "/healthz":
+        # Answering at all proves the event loop is alive; readiness covers the servers.
+        return 200, json.dumps({"status": "ok"}).encode(), _JSON
+    if path == "/readyz":
+        try:
+            failing = sorted(await ready_check())
+        except Exception as err:
+            log.warning("readiness check raised: %s", err)
+            failing = ["readiness check"]
+        if not failing:
+            return 200, json.dumps({"status": "ready"}).encode(), _JSON
+        payload = {
+            "status": "unavailable",
+            "failing": failing,
+            "message": "Not ready: " + ", ".join(failing) + " unreachable",
+        }
+        return 503, json.dumps(payload).encode(), _JSON
+    return 404, b"not found\n", _TEXT
+
+
+async def _handle(
+    ready_check: ReadyCheck, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        request_line = lines[0].split(" ")
+        if len(request_line) == 3:
+            method, target, _ = request_line
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines[1:] if line)
+            }
+            path = target.split("?", 1)[0]
+            status, body, content_type = await _answer(
+                ready_check, method, path, headers.get("accept")
+            )
+        else:
+            method, status, body, content_type = "GET", 400, b"bad request\n", _TEXT
+        reason = _REASONS.get(status, "Error")
+        head_out = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        ).encode("ascii")
+        writer.write(head_out if method == "HEAD" else head_out + body)
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass  # the prober went away; nothing to answer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def serve_health_and_metrics(
+    port: int, ready_check: ReadyCheck, *, host: str = "127.0.0.1"
+) -> asyncio.Server | None:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` in the running loop.
+
+    ``/readyz`` answers 503 with the failing parts named, e.g.
+    ``{"status": "unavailable", "failing": ["database"], ...}``, the same shape as the api's.
+    Returns the server (close it on shutdown), or ``None`` if the port is taken: the service
+    keeps running without it, which only happens when several run on one host (development).
+    """
+    try:
+        return await asyncio.start_server(
+            lambda r, w: _handle(ready_check, r, w), host, port, limit=_MAX_HEAD
+        )
+    except OSError as err:
+        log.warning("health and metrics server not started on %s:%d: %s", host, port, err)
+        return None
