@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings.require_production_secrets()
     broker = NatsBroker(
         settings.nats_url,
-        logger=logging.getLogger("faststream.broker"),
+        logger=logging.getLogger("codex_exports.bus"),
         connect_timeout=5,
         max_reconnect_attempts=-1,
     )
