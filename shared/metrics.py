@@ -33,7 +33,6 @@ from prometheus_client.exposition import choose_encoder
 log = logging.getLogger(__name__)
 
 #: Where the worker's and the janitor's ``/metrics``, ``/healthz`` and ``/readyz`` listen.
-METRICS_PORT = 9100
 
 TYPES = ("series", "books", "both")
 FORMATS = ("json", "csv", "md")

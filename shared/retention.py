@@ -13,7 +13,7 @@ import asyncpg
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from shared import object_store
+from shared import metrics, object_store
 from shared.events import ExportExpired
 from shared.repository import _COLUMNS, ExportRow
 from shared.settings import Settings
@@ -31,6 +31,7 @@ async def remove(
     )
     if record is None:
         return False
+    metrics.record_deletion(reason)
     await object_store.remove(store, bucket, row.object_key)
     log.info("export removed (%s)", reason, extra={"export_id": row.id, "user_id": row.user_id})
     event = ExportExpired(export_id=row.id, user_id=row.user_id, reason=reason)

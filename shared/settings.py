@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Worker and janitor serve /metrics, /healthz and /readyz here; 0 turns that off.
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ class System:
         with (self.log_dir / f"{key}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                env={**self.env, **extra_env},
+                env={**self.env, "EXPORTS_METRICS_PORT": str(servers.free_port()), **extra_env},
                 stdout=log,
                 stderr=log,
             )

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.api.errors import ApiError
 from services.api.intake import register_intake
 from services.api.routes import api_keys, auth, exports, health, page, usage
-from shared import object_store, outbox
+from shared import metrics, object_store, outbox
 from shared.settings import Settings
 from shared.streams import ensure_stream
 from shared.subjects import REQUEST_ID_HEADER
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger=logging.getLogger("codex_exports.bus"),
         connect_timeout=5,
         max_reconnect_attempts=-1,
+        middlewares=[metrics.nats_metrics_middleware("api")],
     )
 
     @asynccontextmanager
@@ -133,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=500,
         )
 
+    # Outermost, so the time includes the other middleware and error handling.
+    app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(exports.router)

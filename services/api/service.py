@@ -21,7 +21,7 @@ from minio import Minio
 from services.api import repository
 from services.api.errors import EXPORT_NOT_FOUND, Conflict, LimitReached, NotFound, ValidationFailed
 from shared import fields as catalog
-from shared import object_store
+from shared import metrics, object_store
 from shared import repository as exports_repo
 from shared.dto import ExportCreate
 from shared.events import ExportCancelled
@@ -141,6 +141,27 @@ async def create_export(
     request_id: str | None = None,
 ) -> exports_repo.ExportRow:
     """Validate, insert under the per-user limit (the outbox row), then publish."""
+    try:
+        row, created = await _insert(pool, settings, user_id, body, idempotency_key, request_id)
+    except (ValidationFailed, LimitReached) as err:
+        result = "limited" if isinstance(err, LimitReached) else "invalid"
+        metrics.record_created(body.export_type or "series", body.format, result)
+        raise
+    metrics.record_created(row.export_type, row.format, "accepted" if created else "replayed")
+    if created:
+        await publish_requested(pool, broker, row)
+    return row
+
+
+async def _insert(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    user_id: UUID,
+    body: ExportCreate,
+    idempotency_key: str | None,
+    request_id: str | None,
+) -> tuple[exports_repo.ExportRow, bool]:
+    """Validate and insert the row, or find the one the Idempotency-Key names (then False)."""
     if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
         raise ValidationFailed(
             f"Idempotency-Key must be between 1 and {MAX_IDEMPOTENCY_KEY} characters"
@@ -174,9 +195,7 @@ async def create_export(
             )
         except exports_repo.ConcurrencyLimitReached as err:
             raise LimitReached(str(err)) from err
-    if created:
-        await publish_requested(pool, broker, row)
-    return row
+    return row, created
 
 
 async def signal_cancel(broker: NatsBroker, export_id: UUID) -> None:
@@ -229,3 +248,4 @@ async def delete_export(
     if row.status in exports_repo.ACTIVE:
         await signal_cancel(broker, export_id)
     await object_store.remove(store, bucket, row.object_key)
+    metrics.record_deletion("deleted")

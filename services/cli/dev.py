@@ -198,6 +198,8 @@ _STATE_KEYS = {
 
 
 def _spawn(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    # Every process on this host gets its own metrics port (9100 is for one per container).
+    env = {**env, "EXPORTS_METRICS_PORT": str(servers.free_port())}
     with (logs / f"{name}.log").open("ab") as log:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", f"services.{name}"], env=env, stdout=log, stderr=log

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 
 import asyncpg
 from faststream import AckPolicy, FastStream
@@ -13,7 +15,7 @@ from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from services.janitor import service
-from shared import object_store
+from shared import metrics, object_store
 from shared.events import TIMER_EVENT, ExpireTimerFired, SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
@@ -23,6 +25,7 @@ from shared.subjects import (
     TIMER_FIRED_ALL,
     TIMER_SWEEP_FIRED,
     TIMER_SWEEP_SCHEDULE,
+    WORKERS_DURABLE,
 )
 
 log = logging.getLogger(__name__)
@@ -50,9 +53,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
         connect_timeout=5,
         max_reconnect_attempts=-1,
         graceful_timeout=20.0,
+        middlewares=[metrics.nats_metrics_middleware("janitor")],
     )
     state: dict[str, service.JanitorContext] = {}
     pools: list[asyncpg.Pool] = []
+    servers: list[asyncio.Server] = []
+    tasks: list[asyncio.Task[None]] = []
 
     @broker.subscriber(
         TIMER_FIRED_ALL,
@@ -80,7 +86,11 @@ def create_app(settings: Settings | None = None) -> FastStream:
             if isinstance(event, ExpireTimerFired):
                 await service.expire(ctx, event.export_id)
             else:
+                started = time.monotonic()
                 report = await service.sweep(ctx)
+                metrics.SWEEP_DURATION.observe(time.monotonic() - started)
+                metrics.SWEEP_LAST_SUCCESS.set(time.time())
+                metrics.STALE_REQUEUED.inc(report.requeued)
                 log.info("sweep done: %s", report)
         except Exception as err:
             log.warning("timer handling failed, will retry: %s", err)
@@ -99,12 +109,39 @@ def create_app(settings: Settings | None = None) -> FastStream:
             retention_seconds=settings.retention_seconds,
         )
         state["ctx"] = service.JanitorContext(settings, pool, store, broker)
+        ready = metrics.check_all(
+            {
+                "database": lambda: pool.fetchval("SELECT 1"),
+                "nats": lambda: broker.ping(timeout=2.0),
+                "object store": lambda: asyncio.to_thread(store.bucket_exists, settings.s3_bucket),
+            }
+        )
+        if settings.metrics_port:
+            server = await metrics.serve_health_and_metrics(
+                settings.metrics_port, ready, host=settings.api_host
+            )
+            if server is not None:
+                servers.append(server)
 
     async def after_startup() -> None:
         await schedule_sweep(broker, settings.sweep_interval_seconds)
+        refresh = metrics.refresh_state_forever(
+            pools[0],
+            broker.connection.jetstream(),
+            stream=STREAM,
+            consumers=(WORKERS_DURABLE, JANITOR_DURABLE),
+            storage_cap_bytes=settings.storage_cap_bytes,
+        )
+        tasks.append(asyncio.create_task(refresh))
         log.info("janitor ready (sweep every %ds)", settings.sweep_interval_seconds)
 
     async def after_shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for server in servers:
+            server.close()
         for pool in pools:
             await pool.close()
 

@@ -12,7 +12,7 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from services.janitor import repository
-from shared import object_store, outbox, retention
+from shared import metrics, object_store, outbox, retention
 from shared.repository import ExportRow, get_any
 from shared.settings import Settings
 
@@ -79,7 +79,9 @@ async def remove_orphans(ctx: JanitorContext) -> int:
             if obj.key not in known:
                 await object_store.remove(ctx.store, ctx.settings.s3_bucket, obj.key)
                 removed += 1
-    removed += await object_store.abort_stale_uploads(
+    metrics.record_deletion("orphan_object", removed)
+    aborted = await object_store.abort_stale_uploads(
         ctx.store, ctx.settings.s3_bucket, "exports/", older_than=cutoff
     )
-    return removed
+    metrics.record_deletion("orphan_upload", aborted)
+    return removed + aborted

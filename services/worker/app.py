@@ -16,7 +16,7 @@ from nats.js.api import ConsumerConfig
 
 from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
-from shared import object_store
+from shared import metrics, object_store
 from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         connect_timeout=5,
         max_reconnect_attempts=-1,
         graceful_timeout=20.0,
+        middlewares=[metrics.nats_metrics_middleware("worker")],
     )
     state: dict[str, Runner] = {}
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
             state["runner"].cancel(export_id)
 
     pool_holder: dict[str, asyncpg.Pool] = {}
+    servers: list[asyncio.Server] = []
 
     async def startup() -> None:
         pool = await asyncpg.create_pool(
@@ -80,6 +82,20 @@ def create_app(settings: Settings | None = None) -> FastStream:
             retention_seconds=settings.retention_seconds,
         )
         state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
+        metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
+        ready = metrics.check_all(
+            {
+                "database": lambda: pool.fetchval("SELECT 1"),
+                "nats": lambda: broker.ping(timeout=2.0),
+                "object store": lambda: asyncio.to_thread(store.bucket_exists, settings.s3_bucket),
+            }
+        )
+        if settings.metrics_port:
+            server = await metrics.serve_health_and_metrics(
+                settings.metrics_port, ready, host=settings.api_host
+            )
+            if server is not None:
+                servers.append(server)
         log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
 
     async def shutdown() -> None:
@@ -87,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastStream:
             state["runner"].interrupt_all()
 
     async def after_shutdown() -> None:
+        for server in servers:
+            server.close()
         if "pool" in pool_holder:
             await pool_holder["pool"].close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -19,6 +20,7 @@ from services.worker.errors import (
     describe,
     is_retryable,
 )
+from shared import metrics
 from shared import repository as exports_repo
 from shared.events import ExportRequested
 
@@ -98,14 +100,23 @@ class Runner:
         if claimed.attempt > settings.max_deliver:
             # No recorded error: the workers running it died (crash, out of memory, node loss).
             reason = row.error or "the worker running it stopped unexpectedly"
+            metrics.record_finished(claimed.export_type, claimed.format, "failed", seconds=0.0)
             await self._fail(claimed, _gave_up(settings.max_deliver, reason), msg, extra)
             return
+        if claimed.attempt == 1:
+            queued = (datetime.now(UTC) - claimed.created_at).total_seconds()
+            metrics.record_claimed(claimed.format, queued)
         log.info("export started (attempt %d)", claimed.attempt, extra=extra)
         progress = service.Progress()
         self.running[claimed.id] = progress
+        metrics.EXPORTS_IN_FLIGHT.inc()
+        started = time.monotonic()
+        outcome: str | None = None  # the end status this attempt reached, if any
+        size_bytes = 0
         try:
             done = await service.run(self.ctx, claimed, progress, msg.in_progress)
         except ExportCancelled:
+            outcome = "cancelled"
             log.info("export cancelled", extra=extra)
             await msg.ack()
         except ExportLost:
@@ -118,12 +129,14 @@ class Runner:
         except Exception as err:
             reason = describe(err)
             if is_retryable(err) and claimed.attempt < settings.max_deliver:
+                metrics.record_retry(claimed.format)
                 log.warning(
                     "export attempt %d failed, will retry: %s", claimed.attempt, err, extra=extra
                 )
                 await _release_with_error(pool, claimed.id, self.ctx.worker_id, reason)
                 await msg.nack(delay=self.backoff(claimed.attempt))
             else:
+                outcome = "failed"
                 log.exception("export failed", extra=extra)
                 message = (
                     _gave_up(settings.max_deliver, reason)
@@ -132,6 +145,7 @@ class Runner:
                 )
                 await self._fail(claimed, message, msg, extra)
         else:
+            outcome, size_bytes = "completed", done.file_size_bytes or 0
             await msg.ack()
             log.info(
                 "export completed: %s rows, %s bytes",
@@ -143,6 +157,16 @@ class Runner:
             await service.enforce_caps(self.ctx)
         finally:
             self.running.pop(claimed.id, None)
+            metrics.EXPORTS_IN_FLIGHT.dec()
+            if outcome is not None:
+                metrics.record_finished(
+                    claimed.export_type,
+                    claimed.format,
+                    outcome,
+                    seconds=time.monotonic() - started,
+                    rows=progress.rows,
+                    size_bytes=size_bytes,
+                )
 
     async def _fail(
         self,

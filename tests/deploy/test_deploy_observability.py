@@ -119,4 +119,6 @@ def test_every_metric_is_documented() -> None:
 
 
 def test_the_metrics_port_is_the_one_deployed() -> None:
-    assert metrics.METRICS_PORT == 9100
+    from shared.settings import Settings
+
+    assert Settings().metrics_port == 9100

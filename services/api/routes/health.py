@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 
 from services.api.deps import BrokerDep, PoolDep, SettingsDep, StoreDep
+from shared.metrics import metrics_response
 
 router = APIRouter(tags=["health"])
 
@@ -45,3 +46,10 @@ async def readyz(
             status_code=503,
         )
     return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this api process (keep it off the public ingress)."""
+    body, content_type = metrics_response(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
