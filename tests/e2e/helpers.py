@@ -7,7 +7,9 @@ cannot be used in the test's thread; database work runs in a short-lived thread 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +26,13 @@ from tests.conftest import new_user
 T = TypeVar("T")
 URL = "/api/v1/user/exports/series"
 PAGE = "/settings/exports"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The committed screenshots are refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
+# never dirties the work tree; otherwise they are still taken, into a scratch folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "codex-exports-screenshots"
+)
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 COMPLETE_TIMEOUT_MS = 120_000

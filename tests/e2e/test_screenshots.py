@@ -1,4 +1,4 @@
-"""Screenshots of the page for docs/screenshots (rewritten every run), desktop and phone.
+"""Screenshots of the page, desktop and phone (into docs/screenshots with UPDATE_SCREENSHOTS=1).
 
 They double as layout checks: each state is also measured for sideways overflow at phone width.
 """
