@@ -26,6 +26,7 @@ class System:
     log_dir: Path
     api_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def start(self, *names: str) -> None:
         for name in names or ("api", "worker", "janitor"):
@@ -37,10 +38,11 @@ class System:
         self, name: str, key: str | None = None, **extra_env: str
     ) -> subprocess.Popen[bytes]:
         key = key or name
+        self.metrics_ports[key] = servers.free_port()
         with (self.log_dir / f"{key}.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{name}"],
-                env={**self.env, "EXPORTS_METRICS_PORT": str(servers.free_port()), **extra_env},
+                env={**self.env, "EXPORTS_METRICS_PORT": str(self.metrics_ports[key]), **extra_env},
                 stdout=log,
                 stderr=log,
             )

@@ -15,7 +15,7 @@ from nats.js.api import ConsumerConfig
 from pydantic import ValidationError
 
 from services.janitor import service
-from shared import metrics, object_store
+from shared import health, metrics, object_store
 from shared.events import TIMER_EVENT, ExpireTimerFired, SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
@@ -109,19 +109,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
             retention_seconds=settings.retention_seconds,
         )
         state["ctx"] = service.JanitorContext(settings, pool, store, broker)
-        ready = metrics.check_all(
-            {
-                "database": lambda: pool.fetchval("SELECT 1"),
-                "nats": lambda: broker.ping(timeout=2.0),
-                "object store": lambda: asyncio.to_thread(store.bucket_exists, settings.s3_bucket),
-            }
-        )
-        if settings.metrics_port:
-            server = await metrics.serve_health_and_metrics(
-                settings.metrics_port, ready, host=settings.api_host
-            )
-            if server is not None:
-                servers.append(server)
+        server = await health.serve(settings, pool, broker, store)
+        if server is not None:
+            servers.append(server)
 
     async def after_startup() -> None:
         await schedule_sweep(broker, settings.sweep_interval_seconds)

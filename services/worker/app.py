@@ -16,7 +16,7 @@ from nats.js.api import ConsumerConfig
 
 from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
-from shared import metrics, object_store
+from shared import health, metrics, object_store
 from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
@@ -83,19 +83,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
         )
         state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
         metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
-        ready = metrics.check_all(
-            {
-                "database": lambda: pool.fetchval("SELECT 1"),
-                "nats": lambda: broker.ping(timeout=2.0),
-                "object store": lambda: asyncio.to_thread(store.bucket_exists, settings.s3_bucket),
-            }
-        )
-        if settings.metrics_port:
-            server = await metrics.serve_health_and_metrics(
-                settings.metrics_port, ready, host=settings.api_host
-            )
-            if server is not None:
-                servers.append(server)
+        server = await health.serve(settings, pool, broker, store)
+        if server is not None:
+            servers.append(server)
         log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
 
     async def shutdown() -> None:

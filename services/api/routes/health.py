@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.api.deps import BrokerDep, PoolDep, SettingsDep, StoreDep
+from shared import health
 from shared.metrics import metrics_response
 
 router = APIRouter(tags=["health"])
@@ -22,20 +21,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(
     pool: PoolDep, broker: BrokerDep, store: StoreDep, settings: SettingsDep
 ) -> JSONResponse:
-    failing: list[str] = []
-    try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), 2.0)
-    except Exception:
-        failing.append("database")
-    try:
-        if not await asyncio.wait_for(broker.ping(timeout=2.0), 2.5):
-            failing.append("nats")
-    except Exception:
-        failing.append("nats")
-    try:
-        await asyncio.wait_for(asyncio.to_thread(store.bucket_exists, settings.s3_bucket), 3.0)
-    except Exception:
-        failing.append("object store")
+    failing = await health.readiness(pool, broker, store, settings.s3_bucket)()
     if failing:
         return JSONResponse(
             {
