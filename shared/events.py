@@ -70,6 +70,7 @@ class ExpireTimerFired(Event):
 
     type: Literal["export.timer.expire"] = "export.timer.expire"
     export_id: UUID
+    request_id: str | None = None
 
 
 class SweepTimerFired(Event):

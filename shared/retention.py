@@ -33,7 +33,11 @@ async def remove(
         return False
     metrics.record_deletion(reason)
     await object_store.remove(store, bucket, row.object_key)
-    log.info("export removed (%s)", reason, extra={"export_id": row.id, "user_id": row.user_id})
+    log.info(
+        "export removed (%s)",
+        reason,
+        extra={"export_id": row.id, "user_id": row.user_id, "request_id": row.request_id},
+    )
     event = ExportExpired(export_id=row.id, user_id=row.user_id, reason=reason)
     try:
         await broker.publish(

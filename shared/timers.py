@@ -18,7 +18,7 @@ async def schedule_expiry(broker: NatsBroker, row: ExportRow) -> bool:
 
     Best effort: if it cannot be scheduled, the janitor's periodic sweep still expires the row.
     """
-    payload = ExpireTimerFired(export_id=row.id).model_dump(mode="json")
+    payload = ExpireTimerFired(export_id=row.id, request_id=row.request_id).model_dump(mode="json")
     try:
         await broker.publish(
             payload,

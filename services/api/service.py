@@ -148,6 +148,10 @@ async def create_export(
         metrics.record_created(body.export_type or "series", body.format, result)
         raise
     metrics.record_created(row.export_type, row.format, "accepted" if created else "replayed")
+    log.info(
+        "export created" if created else "export replayed (Idempotency-Key)",
+        extra={"export_id": row.id, "user_id": user_id, "request_id": row.request_id},
+    )
     if created:
         await publish_requested(pool, broker, row)
     return row
