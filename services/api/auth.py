@@ -1,20 +1,33 @@
-"""Authentication: Codex-compatible HS256 JWTs and hashed API keys."""
+"""Authentication: Codex-compatible HS256 JWTs and hashed API keys.
+
+Every way a credential can be wrong (bad signature, ``alg: none``, expired, not yet valid, no
+``sub``, a ``sub`` that is not a UUID, an unknown user, an unknown or revoked key) answers the
+same 401 with the same message, so a caller learns nothing about which check failed.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass
+from functools import cache
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.api import api_keys
 from services.api.errors import Unauthorized
 from shared.tokens import InvalidToken, token_subject
 
-BAD_TOKEN = "Invalid or expired credentials"
+# Messages for people, not secrets (S105 reads "TOKEN" and "PASSWORD" in the names).
+BAD_TOKEN = "Invalid or expired credentials"  # noqa: S105
+BAD_PASSWORD = "Invalid username or password"  # noqa: S105
 _hasher = PasswordHasher()
+
+AuthMethod = Literal["token", "api_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +35,8 @@ class User:
     id: UUID
     username: str
     role: str
+    # How the caller proved who they are: a signed-in session's JWT, or an API key.
+    via: AuthMethod = "token"
 
 
 def decode_token(token: str, secret: str) -> UUID:
@@ -39,17 +54,50 @@ async def load_user(pool: asyncpg.Pool, user_id: UUID) -> User:
     return User(record["id"], record["username"], record["role"])
 
 
+async def authenticate_key(pool: asyncpg.Pool, key: str) -> User:
+    """The owner of a live API key; an unknown or revoked key is the same 401 as a bad token."""
+    record = await api_keys.owner_of(pool, key)
+    if record is None:
+        raise Unauthorized(BAD_TOKEN)
+    return User(record["id"], record["username"], record["role"], via="api_key")
+
+
+# Longer than any real sign-in: refused before the database or argon2 spend time on it.
+MAX_USERNAME_LENGTH = 150
+MAX_PASSWORD_LENGTH = 1024
+
+
+def _storable(text: str, limit: int) -> bool:
+    """Text PostgreSQL and argon2 can take: no NUL, no lone surrogate, not absurdly long."""
+    if len(text) > limit or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def authenticate_password(pool: asyncpg.Pool, username: str, password: str) -> User:
-    record = await pool.fetchrow(
-        "SELECT id, username, role, password_hash FROM users WHERE username = $1", username
-    )
+    record = None
+    if _storable(username, MAX_USERNAME_LENGTH) and _storable(password, MAX_PASSWORD_LENGTH):
+        record = await pool.fetchrow(
+            "SELECT id, username, role, password_hash FROM users WHERE username = $1", username
+        )
+    else:
+        password = ""  # no such user can exist; still verified below, for the same timing
     stored = record["password_hash"] if record is not None else None
-    ok = False
-    if stored:
-        ok = await asyncio.to_thread(_verify, stored, password)
-    if record is None or not ok:
-        raise Unauthorized("Invalid username or password")
+    # An unknown user (or one without a password) still costs one argon2 verification, so the
+    # response time does not tell which usernames exist.
+    ok = await asyncio.to_thread(_verify, stored or _decoy_hash(), password)
+    if record is None or not stored or not ok:
+        raise Unauthorized(BAD_PASSWORD)
     return User(record["id"], record["username"], record["role"])
+
+
+@cache
+def _decoy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def _verify(stored: str, password: str) -> bool:

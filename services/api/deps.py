@@ -6,10 +6,11 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from services.api.auth import User, decode_token, load_user
+from services.api.auth import User, authenticate_key, decode_token, load_user
 from services.api.errors import Unauthorized
 from shared.settings import Settings
 
@@ -39,14 +40,37 @@ PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 StoreDep = Annotated[Minio, Depends(get_store)]
 BrokerDep = Annotated[NatsBroker, Depends(get_broker)]
 
+# Declared as security schemes so the OpenAPI document says how to authenticate; neither
+# raises by itself (auto_error=False): get_current_user decides, with the API's own errors.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="Bearer",
+    bearerFormat="JWT",
+    description="A Codex HS256 token (claims sub, username, role, iat, exp).",
+)
+_api_key = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key created at /api/v1/user/api-keys (starts with cxk_).",
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+ApiKeyCredential = Annotated[str | None, Depends(_api_key)]
 
-async def get_current_user(request: Request, pool: PoolDep, settings: SettingsDep) -> User:
-    """The caller, from ``Authorization: Bearer <JWT>``; anything else is 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        user_id = decode_token(token.strip(), settings.jwt_secret.get_secret_value())
+
+async def get_current_user(
+    pool: PoolDep, settings: SettingsDep, bearer: BearerCredentials, api_key: ApiKeyCredential
+) -> User:
+    """The caller, from ``Authorization: Bearer <JWT>`` or ``X-API-Key: <key>``; else 401.
+
+    When both are sent the bearer token decides: a bad token is refused even next to a good
+    key, so a request never silently runs as someone other than its token says.
+    """
+    if bearer is not None and bearer.credentials.strip():
+        user_id = decode_token(bearer.credentials.strip(), settings.jwt_secret.get_secret_value())
         return await load_user(pool, user_id)
+    if api_key is not None and api_key.strip():
+        return await authenticate_key(pool, api_key.strip())
     raise Unauthorized()
 
 

@@ -1,0 +1,170 @@
+"""API keys for scripts: creation, listing, revocation and the lookup behind ``X-API-Key``.
+
+A key is ``cxk_`` followed by 43 URL-safe characters (256 random bits). It is shown once, at
+creation; the database keeps only its SHA-256 digest, a short display prefix and its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.api.errors import ApiError, Conflict, ValidationFailed
+
+KEY_PREFIX = "cxk_"
+KEY_BYTES = 32  # 256 bits of randomness
+# "cxk_" + 8 characters: enough to tell keys apart in a list, far too few to guess the rest.
+DISPLAY_PREFIX_LENGTH = len(KEY_PREFIX) + 8
+MAX_NAME_LENGTH = 100
+MAX_KEYS_PER_USER = 25
+# A header longer than any key we issue is refused before hashing.
+MAX_KEY_LENGTH = 100
+# ``last_used_at`` is written at most once a minute per key, so a busy script does not turn
+# every request into a row update.
+LAST_USED_RESOLUTION_SECONDS = 60.0
+
+
+class KeyForbidden(ApiError):
+    status = 403
+    code = "Forbidden"
+
+
+class TooManyKeys(Conflict):
+    code = "TooManyApiKeys"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One stored key, without its secret."""
+
+    id: UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+def new_key() -> str:
+    """A fresh random key with the recognisable ``cxk_`` prefix."""
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def digest(key: str) -> bytes:
+    """The stored form of a key.
+
+    A plain SHA-256 is the right hash here, unlike for passwords: a key holds 256 random bits,
+    so nobody can search its space however fast the hash is (slow, salted hashes such as
+    argon2 exist to make guessing low-entropy passwords expensive). An unsalted, deterministic
+    digest also lets a request find its key through a unique index in one lookup, instead of
+    verifying against every stored hash.
+    """
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def looks_like_key(value: str) -> bool:
+    return value.startswith(KEY_PREFIX) and len(value) <= MAX_KEY_LENGTH
+
+
+def clean_name(value: Any) -> str:
+    """The key's name, trimmed; refused with a message a person understands."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValidationFailed("A key name is required")
+    if not isinstance(value, str):
+        raise ValidationFailed("The key name must be text")
+    name = value.strip()
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationFailed(f"The key name must be at most {MAX_NAME_LENGTH} characters")
+    if not name.isprintable():
+        raise ValidationFailed("The key name must be printable text (no control characters)")
+    return name
+
+
+def _key(record: asyncpg.Record) -> ApiKey:
+    return ApiKey(
+        id=record["id"],
+        name=record["name"],
+        prefix=record["prefix"],
+        created_at=record["created_at"],
+        last_used_at=record["last_used_at"],
+    )
+
+
+async def create(pool: asyncpg.Pool, user_id: UUID, name: Any) -> tuple[ApiKey, str]:
+    """Store a new key for ``user_id``; return it and the secret, which is never stored."""
+    clean = clean_name(name)
+    secret = new_key()
+    async with pool.acquire() as conn, conn.transaction():
+        # Count and insert under a per-user lock, so parallel requests cannot pass the limit.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('api_keys:' || $1::uuid::text, 0))",
+            user_id,
+        )
+        count = await conn.fetchval(
+            "SELECT count(*) FROM exports.api_keys WHERE user_id = $1", user_id
+        )
+        if count >= MAX_KEYS_PER_USER:
+            raise TooManyKeys(
+                f"You already have {count} API keys (limit: {MAX_KEYS_PER_USER}); revoke one first"
+            )
+        record = await conn.fetchrow(
+            "INSERT INTO exports.api_keys (id, user_id, name, prefix, key_hash)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " RETURNING id, name, prefix, created_at, last_used_at",
+            uuid.uuid4(),
+            user_id,
+            clean,
+            secret[:DISPLAY_PREFIX_LENGTH],
+            digest(secret),
+        )
+    return _key(record), secret
+
+
+async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[ApiKey]:
+    """The caller's keys, newest first."""
+    records = await pool.fetch(
+        "SELECT id, name, prefix, created_at, last_used_at FROM exports.api_keys"
+        " WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
+        user_id,
+    )
+    return [_key(r) for r in records]
+
+
+async def revoke(pool: asyncpg.Pool, user_id: UUID, key_id: UUID) -> bool:
+    """Delete the caller's key; False when it is not theirs (or does not exist)."""
+    result: str = await pool.execute(
+        "DELETE FROM exports.api_keys WHERE id = $1 AND user_id = $2", key_id, user_id
+    )
+    return result == "DELETE 1"
+
+
+# One round trip: find the key by its digest, load its owner, and touch ``last_used_at`` when
+# it is older than the resolution. A revoked key has no row, so it stops working at once.
+_AUTHENTICATE = """
+WITH found AS (
+    SELECT id, user_id, last_used_at FROM exports.api_keys WHERE key_hash = $1
+), touched AS (
+    UPDATE exports.api_keys k SET last_used_at = now()
+    FROM found
+    WHERE k.id = found.id
+      AND (found.last_used_at IS NULL
+           OR found.last_used_at < now() - make_interval(secs => $2))
+)
+SELECT u.id, u.username, u.role FROM found JOIN users u ON u.id = found.user_id
+"""
+
+
+async def owner_of(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
+    """``(id, username, role)`` of the key's owner, or None for an unknown or revoked key."""
+    if not looks_like_key(key):
+        return None
+    record: asyncpg.Record | None = await pool.fetchrow(
+        _AUTHENTICATE, digest(key), LAST_USED_RESOLUTION_SECONDS
+    )
+    return record
