@@ -53,7 +53,12 @@ class System:
         proc = self.processes.pop(key)
         if proc.poll() is None:
             (proc.kill if kill else proc.terminate)()
-        proc.wait(timeout)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Past the graceful bound (a loaded machine): never leave a process behind.
+            proc.kill()
+            proc.wait()
 
     def stop(self) -> None:
         for key in list(self.processes):

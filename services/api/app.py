@@ -99,8 +99,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        # A message may echo the caller's input, and a lone surrogate has no UTF-8 form.
+        message = err.message.encode("utf-8", "replace").decode("utf-8")
         return JSONResponse(
-            {"error": err.code, "message": err.message}, status_code=err.status, headers=headers
+            {"error": err.code, "message": message}, status_code=err.status, headers=headers
         )
 
     @app.exception_handler(RequestValidationError)

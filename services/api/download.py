@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -18,12 +19,20 @@ from shared.repository import ExportRow
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ -]")
+# Path separators and control characters (C0, DEL, C1) never reach a client in either form.
+_NOT_IN_A_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 
 
 def content_disposition(file_name: str) -> str:
-    """``attachment`` with an ASCII-only ``filename`` and the exact UTF-8 ``filename*``."""
-    ascii_name = _UNSAFE_FILENAME.sub("_", file_name).strip() or "export"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+    """``attachment`` with an ASCII-only ``filename`` and the UTF-8 ``filename*`` (RFC 6266).
+
+    Neither form carries a path separator, a control character or a leading dot, so no client
+    can be led to write outside its download folder, to a hidden file, or to split the header.
+    """
+    name = _NOT_IN_A_NAME.sub("_", file_name).strip().lstrip(".") or "export"
+    folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    ascii_name = _UNSAFE_FILENAME.sub("_", folded).strip().lstrip(".") or "export"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 @dataclass(frozen=True, slots=True)

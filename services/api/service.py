@@ -103,7 +103,8 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
     series_keys = _keys(body.fields, "series")
     book_keys = _keys(body.book_fields, "book")
     if body.preset is not None:
-        if body.preset not in PRESETS:
+        # A list or object is no preset (and cannot be looked up in a dict).
+        if not isinstance(body.preset, str) or body.preset not in PRESETS:
             raise ValidationFailed("Preset must be 'llm' or 'all'")
         preset_series, preset_books = PRESETS[body.preset]
         # The preset fills the lists the request leaves empty; explicit lists win.
@@ -166,9 +167,12 @@ async def _insert(
     request_id: str | None,
 ) -> tuple[exports_repo.ExportRow, bool]:
     """Validate and insert the row, or find the one the Idempotency-Key names (then False)."""
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY and idempotency_key.isprintable()
+    ):
+        # isprintable() also refuses NUL, which PostgreSQL text cannot hold.
         raise ValidationFailed(
-            f"Idempotency-Key must be between 1 and {MAX_IDEMPOTENCY_KEY} characters"
+            f"Idempotency-Key must be between 1 and {MAX_IDEMPOTENCY_KEY} printable characters"
         )
     valid = await validate(pool, user_id, body)
     export_id = uuid.uuid4()

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
             log.warning("ignored cancel on a malformed subject: %s", msg.raw_message.subject)
             return
         if "runner" in state:
-            state["runner"].cancel(export_id)
+            await state["runner"].cancel(export_id)
 
     pool_holder: dict[str, asyncpg.Pool] = {}
     servers: list[asyncio.Server] = []

@@ -38,11 +38,24 @@ class Runner:
     def backoff(self, attempt: int) -> float:
         return float(min(60, 2 ** max(0, attempt - 1)))
 
-    def cancel(self, export_id: UUID) -> None:
-        """The owner cancelled: stop at the next batch."""
+    async def cancel(self, export_id: UUID) -> None:
+        """The owner cancelled: stop at the next batch.
+
+        The signal only hastens what the row says: one whose row is neither cancelled nor
+        deleted (stray or forged) is ignored, so it cannot throw a run away.
+        """
         progress = self.running.get(export_id)
-        if progress is not None:
+        if progress is None:
+            return
+        try:
+            row = await exports_repo.get_any(self.ctx.pool, export_id)
+        except Exception as err:
+            log.warning("cancel signal not checked (the heartbeat will notice): %s", err)
+            return
+        if row is None or row.status == "cancelled":
             progress.halt(ExportCancelled)
+        else:
+            log.warning("ignored a cancel signal: the export is %s", row.status)
 
     def interrupt_all(self) -> None:
         """Shutting down: hand every running export back."""

@@ -67,28 +67,7 @@ def test_safe_names_survive_exactly_in_filename_star(name: str) -> None:
     assert _parse(content_disposition(name))[1] == name
 
 
-# Reported in issue #7: services/api/download.py content_disposition percent-encodes "/", "\\"
-# and control characters into filename* unchanged, so a client honouring filename* may be told
-# to write "../../etc/passwd". Real exports are safe (their names are slugs built by
-# shared/naming.py); the fix replaces those characters first. Strict: once the fix is in these
-# XPASS and fail, as a reminder to drop the marker.
-_REPORTED = pytest.mark.xfail(strict=True, reason="content_disposition fix reported in issue #7")
-_UNSAFE_TODAY = {
-    "new\nline.md",
-    "crlf\r\nSet-Cookie: a=b.json",
-    "../../etc/passwd",
-    "a/b.json",
-    "back\\slash\\..\\x.csv",
-    "nul\x00byte.json",
-    "tab\tand\x7fdel.csv",
-    "..",
-    "",
-}
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_REPORTED) if n in _UNSAFE_TODAY else n for n in HOSTILE]
-)
+@pytest.mark.parametrize("name", HOSTILE)
 def test_no_path_separator_or_control_character_reaches_the_client(name: str) -> None:
     ascii_name, decoded = _parse(content_disposition(name))
     for shown in (ascii_name, decoded):

@@ -20,21 +20,6 @@ from tests.system import System
 pytestmark = pytest.mark.integration
 URL = "/api/v1/user/exports/series"
 
-# Reported in issue #7 (fixes in docs/security.md "Findings"); strict, so each XPASSes and fails
-# once its fix is in, as a reminder to drop the marker.
-ECHOED_SURROGATE = pytest.mark.xfail(
-    strict=True,
-    reason="services/api/app.py api_error renders a message echoing a lone surrogate: 500",
-)
-UNHASHABLE_PRESET = pytest.mark.xfail(
-    strict=True,
-    reason="services/api/service.py looks a list or object preset up in a dict: TypeError, 500",
-)
-NUL_IDEMPOTENCY_KEY = pytest.mark.xfail(
-    strict=True,
-    reason="services/api/service.py passes a NUL idempotency key to PostgreSQL: no reply",
-)
-
 
 @pytest.fixture(scope="module")
 async def caller(demo_database: str) -> uuid.UUID:
@@ -69,22 +54,21 @@ async def library(demo_database: str) -> str:
             URL,
             '{"format": "json", "libraryIds": ["LIB"], "fields": ["\\ud800"]}',
             400,
-            marks=ECHOED_SURROGATE,
         ),
         pytest.param(
-            URL, '{"format": "json", "libraryIds": ["\\ud800"]}', 400, marks=ECHOED_SURROGATE
+            URL,
+            '{"format": "json", "libraryIds": ["\\ud800"]}',
+            400,
         ),
         pytest.param(
             URL,
             '{"format": "json", "libraryIds": ["LIB"], "preset": []}',
             400,
-            marks=UNHASHABLE_PRESET,
         ),
         pytest.param(
             URL,
             '{"format": "json", "libraryIds": ["LIB"], "preset": {}}',
             400,
-            marks=UNHASHABLE_PRESET,
         ),
     ],
 )
@@ -106,7 +90,7 @@ def test_unstorable_text_gets_a_4xx(
 
 @pytest.mark.parametrize(
     "key",
-    [pytest.param("a\x00b", marks=NUL_IDEMPOTENCY_KEY), "\ud800", "k" * 201, ""],
+    ["a\x00b", "\ud800", "k" * 201, ""],
     ids=["nul", "surrogate", "too-long", "empty"],
 )
 async def test_bus_submit_answers_every_idempotency_key(
