@@ -13,8 +13,12 @@ def main() -> None:
     configure_logging(settings.log_level)
     from services.api.app import create_app
 
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # a refused setting, e.g. a placeholder JWT secret
+        raise SystemExit(f"codex-exports api: {err}") from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
