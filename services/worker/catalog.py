@@ -13,7 +13,8 @@ Choices where SPEC is silent (each is also noted next to the code that makes it)
 - ``progress`` and ``community_avg_rating`` are rounded to 2 decimals in SQL (numeric, half away
   from zero), so the value never depends on float arithmetic in Python.
 - Every number that is integral is an ``int`` (``4.0`` chapters → ``4``), every other one a finite
-  ``float``; NaN and infinities are no data.
+  ``float``; NaN and infinities are no data. Integral values of 2**63 and more stay floats
+  (``1e+22``): JSON writers refuse integers past 64 bits.
 - Book ``progress`` clamps ``progress_percentage`` to 0..1 and ``current_page`` to the page count.
 - ``current_page``, ``completed`` and ``completed_at`` are present only when the owner has a
   ``read_progress`` row for the book; ``progress`` is always present (0 without a row).
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -61,13 +62,20 @@ def _agg_order(expr: str) -> str:
     return f'lower(({expr}) COLLATE "C"), ({expr}) COLLATE "C"'
 
 
+_INT64_LIMIT = 2.0**63
+
+
 def _number(value: int | float) -> int | float | None:
-    """Integral numbers as ``int``, others as finite ``float``; NaN/inf are no data."""
+    """Integral numbers as ``int``, others as finite ``float``; NaN/inf are no data.
+
+    An integral float as large as 2**63 stays a float (``1e+22``): JSON writers refuse
+    integers past 64 bits, and its digits past the 17th would be noise anyway.
+    """
     if isinstance(value, int):
         return value
     if not math.isfinite(value):
         return None
-    return int(value) if value.is_integer() else value
+    return int(value) if value.is_integer() and abs(value) < _INT64_LIMIT else value
 
 
 def _authors(text: str) -> list[dict[str, str]] | None:
@@ -110,13 +118,41 @@ def _external_ratings(records: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     return ratings
 
 
+Kind = Literal[
+    "text",
+    "id",
+    "int",
+    "float",
+    "bool",
+    "time",
+    "names",
+    "authors",
+    "alternate_titles",
+    "external_ratings",
+]
+"""What a column holds, for the database renderer (``services.worker.fast``):
+
+``text`` a string (may need escaping), ``id`` a uuid as text (never needs escaping), ``int``,
+``float`` (float8: NaN and infinities are no data, integral values print as integers), ``bool``,
+``time`` (timestamptz), ``names`` (text[], already sorted), ``authors`` (the raw
+``authors_json`` text), ``alternate_titles`` (labels[], titles[]) and ``external_ratings``
+(sources[], ratings float8[], votes int[]) as parallel arrays in export order.
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class _Column:
-    """How one field is read: a SQL expression, the joins it needs, an optional converter."""
+    """How one field is read: a SQL expression, the joins it needs, an optional converter.
+
+    ``kind`` and ``raw`` are for the database renderer: ``raw`` lists the expressions it reads
+    instead of ``sql`` when the Python reference reads a composite value (arrays of records).
+    """
 
     sql: str
     joins: tuple[str, ...] = ()
     convert: Converter | None = None
+    kind: Kind = "text"
+    raw: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +169,14 @@ def _grouped_names(owner: str, link: str, table: str, scope: str, extra: str = "
     ``owner`` is the link's owner column (``series_id`` / ``book_id``); the other link column is
     ``<table without the final s>_id``. Aggregating every in-scope owner at once and hash-joining
     the result is several times faster on large exports than a correlated subquery per row;
-    ``scope`` (a CTE of ids) keeps the work proportional to the export, not to the catalog.
+    ``scope`` (a CTE of unique ids) keeps the work proportional to the export, not to the
+    catalog: joined from it, a small scope reads the links through their index.
     """
     return (
         f"(SELECT lk.{owner} AS id, array_agg(x.name ORDER BY {_agg_order('x.name')}) AS names"
-        f" FROM {link} lk JOIN {table} x ON x.id = lk.{table[:-1]}_id"
-        f" WHERE x.name <> ''{extra} AND lk.{owner} IN (SELECT id FROM {scope})"
+        f" FROM {scope} in_scope JOIN {link} lk ON lk.{owner} = in_scope.id"
+        f" JOIN {table} x ON x.id = lk.{table[:-1]}_id"
+        f" WHERE x.name <> ''{extra}"
         f" GROUP BY lk.{owner})"
     )
 
@@ -192,11 +230,15 @@ _READABLE = """readable AS MATERIALIZED (
 
 # Every visible series with its export position, so the series order is defined once and books
 # sort by one integer instead of repeating the series' text keys on every book.
+# "library_id = ANY($2)" is redundant with readable (a subset of $2), but it lets the planner
+# estimate the scope from series.library_id's statistics: a small library in a large catalog
+# then reads its books through books_series_id_idx instead of scanning every book.
 _VISIBLE = f"""visible AS MATERIALIZED (
     SELECT vs.id, row_number() OVER (ORDER BY {_SERIES_ORDER}) AS pos
     FROM series vs
     LEFT JOIN series_metadata vm ON vm.series_id = vs.id
-    WHERE vs.library_id IN (SELECT id FROM readable)
+    WHERE vs.library_id = ANY($2::uuid[])
+      AND vs.library_id IN (SELECT id FROM readable)
       -- Deny wins over allow, whatever the source of either grant.
       AND NOT EXISTS (
           SELECT 1 FROM series_sharing_tags sst
@@ -224,6 +266,8 @@ _EXTRA_CTES = {"scoped_books": _SCOPED_BOOKS}
 
 # ---------------------------------------------------------------------------------------------
 # Series
+
+_RATING_ORDER = f"{_agg_order('e.source_name')}, e.rating, e.vote_count NULLS LAST"
 
 _SERIES_JOINS: dict[str, _Join] = {
     "library": _Join("LEFT JOIN libraries l ON l.id = s.library_id"),
@@ -258,7 +302,13 @@ _SERIES_JOINS: dict[str, _Join] = {
         f"""LEFT JOIN (
         SELECT a.series_id AS id,
                array_agg(ROW(a.label, a.title)
-                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS items
+                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS items,
+               -- The same items as parallel arrays, for the database renderer. Items that tie
+               -- on every sort key are equal, so the three sorts agree.
+               array_agg(a.label
+                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS labels,
+               array_agg(a.title
+                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS titles
         FROM series_alternate_titles a
         WHERE a.series_id IN (SELECT id FROM visible)
         GROUP BY a.series_id
@@ -268,8 +318,10 @@ _SERIES_JOINS: dict[str, _Join] = {
         f"""LEFT JOIN (
         SELECT e.series_id AS id,
                array_agg(ROW(e.source_name, e.rating::float8, e.vote_count)
-                         ORDER BY {_agg_order("e.source_name")}, e.rating,
-                                  e.vote_count NULLS LAST) AS items
+                         ORDER BY {_RATING_ORDER}) AS items,
+               array_agg(e.source_name ORDER BY {_RATING_ORDER}) AS sources,
+               array_agg(e.rating::float8 ORDER BY {_RATING_ORDER}) AS ratings,
+               array_agg(e.vote_count ORDER BY {_RATING_ORDER}) AS votes
         FROM series_external_ratings e
         WHERE e.series_id IN (SELECT id FROM visible)
         GROUP BY e.series_id
@@ -279,37 +331,50 @@ _SERIES_JOINS: dict[str, _Join] = {
 
 _SERIES_COLUMNS: dict[str, _Column] = {
     "series_name": _Column("s.name"),
-    "series_id": _Column("s.id::text"),
-    "library_id": _Column("s.library_id::text"),
+    "series_id": _Column("s.id::text", kind="id"),
+    "library_id": _Column("s.library_id::text", kind="id"),
     "library_name": _Column("NULLIF(l.name, '')", ("library",)),
     "path": _Column("NULLIF(s.path, '')"),
-    "created_at": _Column("s.created_at"),
-    "updated_at": _Column("s.updated_at"),
+    "created_at": _Column("s.created_at", kind="time"),
+    "updated_at": _Column("s.updated_at", kind="time"),
     "title": _Column("NULLIF(m.title, '')"),
     "summary": _Column("NULLIF(m.summary, '')"),
     "publisher": _Column("NULLIF(m.publisher, '')"),
     "status": _Column("NULLIF(m.status, '')"),
-    "year": _Column("m.year"),
+    "year": _Column("m.year", kind="int"),
     "language": _Column("NULLIF(m.language, '')"),
-    "authors": _Column("m.authors_json", convert=_authors),
-    "genres": _Column("sg.names", ("genres",)),
-    "tags": _Column("stg.names", ("tags",)),
-    "alternate_titles": _Column("sat.items", ("alternate_titles",), _alternate_titles),
-    "collections": _Column("sc.names", ("collections",)),
-    "expected_book_count": _Column("m.total_volume_count"),
-    "expected_chapter_count": _Column("m.total_chapter_count", convert=_number),
-    "actual_book_count": _Column("COALESCE(bc.actual, 0)", ("counts",)),
-    "unread_book_count": _Column("COALESCE(bc.unread, 0)", ("counts",)),
+    "authors": _Column("m.authors_json", convert=_authors, kind="authors"),
+    "genres": _Column("sg.names", ("genres",), kind="names"),
+    "tags": _Column("stg.names", ("tags",), kind="names"),
+    "alternate_titles": _Column(
+        "sat.items",
+        ("alternate_titles",),
+        _alternate_titles,
+        kind="alternate_titles",
+        raw=("sat.labels", "sat.titles"),
+    ),
+    "collections": _Column("sc.names", ("collections",), kind="names"),
+    "expected_book_count": _Column("m.total_volume_count", kind="int"),
+    "expected_chapter_count": _Column("m.total_chapter_count", convert=_number, kind="float"),
+    "actual_book_count": _Column("COALESCE(bc.actual, 0)", ("counts",), kind="int"),
+    "unread_book_count": _Column("COALESCE(bc.unread, 0)", ("counts",), kind="int"),
     "progress": _Column(
         "CASE WHEN COALESCE(bc.actual, 0) = 0 THEN 0"
         " ELSE round((bc.actual - bc.unread) * 100.0 / bc.actual, 2) END::float8",
         ("counts",),
         _number,
+        kind="float",
     ),
-    "user_rating": _Column("ur.rating", ("rating",)),
+    "user_rating": _Column("ur.rating", ("rating",), kind="int"),
     "user_notes": _Column("NULLIF(ur.notes, '')", ("rating",)),
-    "community_avg_rating": _Column("cr.average", ("community",), _number),
-    "external_ratings": _Column("ser.items", ("external_ratings",), _external_ratings),
+    "community_avg_rating": _Column("cr.average", ("community",), _number, kind="float"),
+    "external_ratings": _Column(
+        "ser.items",
+        ("external_ratings",),
+        _external_ratings,
+        kind="external_ratings",
+        raw=("ser.sources", "ser.ratings", "ser.votes"),
+    ),
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -338,32 +403,32 @@ END::float8"""
 
 _BOOK_COLUMNS: dict[str, _Column] = {
     "book_name": _Column(_BOOK_NAME),
-    "book_id": _Column("b.id::text"),
-    "series_id": _Column("b.series_id::text"),
-    "library_id": _Column("b.library_id::text"),
+    "book_id": _Column("b.id::text", kind="id"),
+    "series_id": _Column("b.series_id::text", kind="id"),
+    "library_id": _Column("b.library_id::text", kind="id"),
     "series_name": _Column("s.name", ("series",)),
     "library_name": _Column("NULLIF(l.name, '')", ("library",)),
     "file_name": _Column("NULLIF(b.file_name, '')"),
     "file_path": _Column("NULLIF(b.path, '')"),
-    "file_size": _Column("b.file_size"),
+    "file_size": _Column("b.file_size", kind="int"),
     "book_format": _Column("NULLIF(b.format, '')"),
-    "page_count": _Column("b.page_count"),
-    "number": _Column("bm.number::float8", convert=_number),
-    "created_at": _Column("b.created_at"),
-    "updated_at": _Column("b.updated_at"),
+    "page_count": _Column("b.page_count", kind="int"),
+    "number": _Column("bm.number::float8", convert=_number, kind="float"),
+    "created_at": _Column("b.created_at", kind="time"),
+    "updated_at": _Column("b.updated_at", kind="time"),
     "title": _Column("NULLIF(bm.title, '')"),
     "summary": _Column("NULLIF(bm.summary, '')"),
     "publisher": _Column("NULLIF(bm.publisher, '')"),
-    "year": _Column("bm.year"),
+    "year": _Column("bm.year", kind="int"),
     "language": _Column("NULLIF(bm.language_iso, '')"),
-    "authors": _Column("bm.authors_json", convert=_authors),
-    "genres": _Column("bg.names", ("genres",)),
-    "tags": _Column("btg.names", ("tags",)),
-    "read_lists": _Column("brl.names", ("read_lists",)),
-    "progress": _Column(_BOOK_PROGRESS, ("progress",), _number),
-    "current_page": _Column("rp.current_page", ("progress",)),
-    "completed": _Column("rp.completed", ("progress",)),
-    "completed_at": _Column("rp.completed_at", ("progress",)),
+    "authors": _Column("bm.authors_json", convert=_authors, kind="authors"),
+    "genres": _Column("bg.names", ("genres",), kind="names"),
+    "tags": _Column("btg.names", ("tags",), kind="names"),
+    "read_lists": _Column("brl.names", ("read_lists",), kind="names"),
+    "progress": _Column(_BOOK_PROGRESS, ("progress",), _number, kind="float"),
+    "current_page": _Column("rp.current_page", ("progress",), kind="int"),
+    "completed": _Column("rp.completed", ("progress",), kind="bool"),
+    "completed_at": _Column("rp.completed_at", ("progress",), kind="time"),
 }
 
 # Books follow their series' position, then number, then name, then id (SPEC §5).
@@ -385,61 +450,131 @@ def _with(*ctes: str) -> str:
     return "WITH " + ",\n".join(ctes) + "\n"
 
 
-def _query(
-    fields: list[str],
-    catalog: tuple[Field, ...],
-    columns: dict[str, _Column],
-    joins: dict[str, _Join],
-    body: tuple[str, ...],
-    tail: tuple[str, ...],
-) -> _Query:
-    """SELECT the anchor + requested fields (catalog order) with only the joins they need."""
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """Everything that makes one section's query: catalog, columns, joins, FROM and ORDER BY."""
+
+    catalog: tuple[Field, ...]
+    columns: dict[str, _Column]
+    joins: dict[str, _Join]
+    body: tuple[str, ...]
+    tail: tuple[str, ...]
+
+
+_SERIES = _Section(
+    SERIES_FIELDS,
+    _SERIES_COLUMNS,
+    _SERIES_JOINS,
+    (
+        "FROM visible v",
+        "JOIN series s ON s.id = v.id",
+        "LEFT JOIN series_metadata m ON m.series_id = s.id",
+    ),
+    ("ORDER BY v.pos",),
+)
+_BOOKS = _Section(
+    BOOK_FIELDS,
+    _BOOK_COLUMNS,
+    _BOOK_JOINS,
+    (
+        "FROM books b",
+        "JOIN visible v ON v.id = b.series_id",
+        "LEFT JOIN book_metadata bm ON bm.book_id = b.id",
+    ),
+    ("WHERE NOT b.deleted", "ORDER BY " + _BOOK_ORDER),
+)
+_SECTIONS = {"series": _SERIES, "books": _BOOKS}
+
+
+def _keys(section: _Section, fields: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The anchor + requested fields in catalog order; ValueError for an unknown field."""
     wanted = set(fields)
-    unknown = wanted - {f.key for f in catalog}
+    unknown = wanted - {f.key for f in section.catalog}
     if unknown:
         raise ValueError(f"Unknown field: {sorted(unknown)[0]}")
-    keys = tuple(f.key for f in catalog if f.is_anchor or f.key in wanted)
-    needed = {name for key in keys for name in columns[key].joins}
+    return tuple(f.key for f in section.catalog if f.is_anchor or f.key in wanted)
+
+
+def _select(section: _Section, keys: tuple[str, ...], select: list[str]) -> str:
+    """``SELECT select`` with only the joins ``keys`` need, the visibility filter and order."""
+    needed = {name for key in keys for name in section.columns[key].joins}
     # Registry order, so the same field set always gives the same SQL text.
-    chosen = [join for name, join in joins.items() if name in needed]
+    chosen = [join for name, join in section.joins.items() if name in needed]
     ctes = [*_BASE_CTES, *dict.fromkeys(_EXTRA_CTES[c] for join in chosen for c in join.ctes)]
-    select = ",\n    ".join(f'{columns[key].sql} AS "{key}"' for key in keys)
-    sql = "\n".join(
-        (_with(*ctes) + "SELECT " + select, *body, *(join.sql for join in chosen), *tail)
+    return "\n".join(
+        (
+            _with(*ctes) + "SELECT " + ",\n    ".join(select),
+            *section.body,
+            *(join.sql for join in chosen),
+            *section.tail,
+        )
     )
+
+
+def _query(section: _Section, fields: list[str]) -> _Query:
+    """SELECT the anchor + requested fields (catalog order) with only the joins they need."""
+    keys = _keys(section, fields)
+    columns = section.columns
+    sql = _select(section, keys, [f'{columns[key].sql} AS "{key}"' for key in keys])
     return _Query(sql, keys, tuple(columns[key].convert for key in keys))
 
 
 def series_query(fields: list[str]) -> _Query:
     """The series SELECT for ``fields`` ($1 = owner, $2 = libraries); exposed for EXPLAIN."""
-    return _query(
-        fields,
-        SERIES_FIELDS,
-        _SERIES_COLUMNS,
-        _SERIES_JOINS,
-        (
-            "FROM visible v",
-            "JOIN series s ON s.id = v.id",
-            "LEFT JOIN series_metadata m ON m.series_id = s.id",
-        ),
-        ("ORDER BY v.pos",),
-    )
+    return _query(_SERIES, fields)
 
 
 def book_query(fields: list[str]) -> _Query:
     """The book SELECT for ``fields`` ($1 = owner, $2 = libraries); exposed for EXPLAIN."""
-    return _query(
-        fields,
-        BOOK_FIELDS,
-        _BOOK_COLUMNS,
-        _BOOK_JOINS,
-        (
-            "FROM books b",
-            "JOIN visible v ON v.id = b.series_id",
-            "LEFT JOIN book_metadata bm ON bm.book_id = b.id",
-        ),
-        ("WHERE NOT b.deleted", "ORDER BY " + _BOOK_ORDER),
-    )
+    return _query(_BOOKS, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class RawColumn:
+    """One field of a :func:`raw_query`: its kind and the output columns holding it."""
+
+    key: str
+    kind: Kind
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawQuery:
+    """The section's query for the database renderer ($1 = owner, $2 = libraries).
+
+    The same CTEs, joins, visibility filter and ``ORDER BY`` as the reference query, and the
+    same values, unconverted: ``c0``, ``c1``, ... hold the fields in catalog order (a field of
+    kind ``alternate_titles`` or ``external_ratings`` takes several, see :data:`Kind`).
+    """
+
+    sql: str
+    columns: tuple[RawColumn, ...]
+
+
+def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuery:
+    """The typed rows of a section, for a renderer that wraps them (``services.worker.fast``)."""
+    spec = _SECTIONS[section]
+    keys = _keys(spec, fields)
+    select: list[str] = []
+    columns: list[RawColumn] = []
+    for key in keys:
+        column = spec.columns[key]
+        names: list[str] = []
+        for expr in column.raw or (column.sql,):
+            names.append(f"c{len(select)}")
+            select.append(f"{expr} AS {names[-1]}")
+        columns.append(RawColumn(key, column.kind, tuple(names)))
+    return RawQuery(_select(spec, keys, select), tuple(columns))
+
+
+def literal_args(scope: Scope) -> tuple[str, str]:
+    """$1 and $2 as SQL literals, for a statement that takes no parameters (``COPY``).
+
+    Both are ``UUID`` objects, whose text is hex digits and dashes: nothing to escape.
+    """
+    user = UUID(str(scope.user_id))
+    libraries = ",".join(f"'{UUID(str(lib))}'" for lib in scope.library_ids)
+    return f"'{user}'::uuid", f"ARRAY[{libraries}]::uuid[]"
 
 
 def _args(scope: Scope) -> tuple[UUID, list[UUID]]:
@@ -477,35 +612,40 @@ async def count_books(conn: asyncpg.Connection, scope: Scope) -> int:
 
 
 def series_batches(
-    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int
+    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int, *, skip: int = 0
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Series rows (anchor + ``fields``, catalog order, absent values left out), in export order.
 
+    ``skip`` leaves out the first rows (the order is total, so they are always the same rows).
     Must run inside a transaction (server-side cursor); raises ValueError for an unknown field.
     """
-    return _batches(conn, series_query(fields), scope, batch_rows)
+    return _batches(conn, series_query(fields), scope, batch_rows, skip)
 
 
 def book_batches(
-    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int
+    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int, *, skip: int = 0
 ) -> AsyncIterator[list[dict[str, Any]]]:
     """Book rows (anchor + ``fields``, catalog order, absent values left out), in export order.
 
+    ``skip`` leaves out the first rows (the order is total, so they are always the same rows).
     Must run inside a transaction (server-side cursor); raises ValueError for an unknown field.
     """
-    return _batches(conn, book_query(fields), scope, batch_rows)
+    return _batches(conn, book_query(fields), scope, batch_rows, skip)
 
 
 async def _batches(
-    conn: asyncpg.Connection, query: _Query, scope: Scope, batch_rows: int
+    conn: asyncpg.Connection, query: _Query, scope: Scope, batch_rows: int, skip: int = 0
 ) -> AsyncIterator[list[dict[str, Any]]]:
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
+    if skip < 0:
+        raise ValueError("skip must not be negative")
     keys = query.keys
     converters = tuple(
         (key, convert) for key, convert in zip(keys, query.converters, strict=True) if convert
     )
-    cursor = await conn.cursor(query.sql, *_args(scope))
+    sql = query.sql if not skip else f"{query.sql}\nOFFSET {int(skip)}"
+    cursor = await conn.cursor(sql, *_args(scope))
     while True:
         records = await cursor.fetch(batch_rows)
         if not records:

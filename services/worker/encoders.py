@@ -38,6 +38,16 @@ class Encoder(Protocol):
 
     def end(self) -> bytes: ...
 
+    # For rows rendered elsewhere (``services.worker.fast``), byte-identical to ``row()``:
+
+    def separator(self) -> bytes:
+        """What ``row()`` would write before the next row's own text."""
+        ...
+
+    def count_rows(self, rows: int) -> None:
+        """Account for ``rows`` rows written elsewhere, as if ``row()`` had written them."""
+        ...
+
 
 def make_encoder(fmt: str, export_type: str) -> Encoder:
     """The encoder for ``fmt`` (json|csv|md) and ``export_type`` (series|books|both).
@@ -140,9 +150,15 @@ class JsonEncoder:
         return prefix + orjson.dumps(kind) + b": ["
 
     def row(self, row: dict[str, Any]) -> bytes:
+        prefix = self.separator()
         self._rows += 1
-        prefix = b"\n" if self._rows == 1 else b",\n"
         return prefix + orjson.dumps(row, option=_JSON_OPTIONS)
+
+    def separator(self) -> bytes:
+        return b"\n" if self._rows == 0 else b",\n"
+
+    def count_rows(self, rows: int) -> None:
+        self._rows += rows
 
     def end_section(self) -> bytes:
         return b"\n]" if self._rows else b"]"
@@ -209,6 +225,12 @@ class CsvEncoder:
         # A lone empty cell would be a blank line, which readers skip: quote it, as csv does.
         line = ",".join(cells) or '""'
         return (line + "\r\n").encode()
+
+    def separator(self) -> bytes:
+        return b""
+
+    def count_rows(self, rows: int) -> None:
+        pass
 
     def end_section(self) -> bytes:
         return b""
@@ -320,6 +342,13 @@ class MarkdownEncoder:
                 parts.append("\n")
             parts.append(_bullet(prefix, _md_text(value)))
         return self._block("".join(parts))
+
+    def separator(self) -> bytes:
+        return b"" if self._blocks == 0 else b"\n"
+
+    def count_rows(self, rows: int) -> None:
+        self._rows += rows
+        self._blocks += rows
 
     def end_section(self) -> bytes:
         if self._rows:

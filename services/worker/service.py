@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,8 +14,8 @@ import asyncpg
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from services.worker import catalog
-from services.worker.encoders import make_encoder
+from services.worker import catalog, fast
+from services.worker.encoders import Encoder, make_encoder
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
 from shared import fields as field_catalog
 from shared import object_store, retention
@@ -38,11 +39,20 @@ class Progress:
     total: int | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     reason: type[Exception] | None = None
+    # Wakes the heartbeat before its interval: on a halt, and when the first rows are written
+    # (a large export spends its first seconds sorting; its progress shows once rows flow).
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def halt(self, reason: type[Exception]) -> None:
         if self.reason is None:
             self.reason = reason
         self.stop.set()
+        self.wake.set()
+
+    def advance(self, rows: int) -> None:
+        if not self.rows and rows:
+            self.wake.set()
+        self.rows += rows
 
     def check(self) -> None:
         if self.reason is not None:
@@ -62,15 +72,29 @@ def sections(row: exports_repo.ExportRow) -> list[Kind]:
     return {"series": ["series"], "books": ["books"], "both": ["series", "books"]}[row.export_type]  # type: ignore[return-value]
 
 
+Renderer = Literal["database", "python"]
+
+
+def renderer_for(settings: Settings) -> Renderer:
+    """Rows are rendered by PostgreSQL (``fast.py``) unless the settings turn it off.
+
+    The Python encoders stay the reference, and the fallback for any value the database
+    declines; ``render_in_database = False`` makes them render every row.
+    """
+    return "database" if getattr(settings, "render_in_database", True) else "python"
+
+
 async def _render(
     ctx: WorkerContext,
     row: exports_repo.ExportRow,
     progress: Progress,
     write: Callable[[bytes], Any],
+    renderer: Renderer | None = None,
 ) -> int:
     """Read the catalog in one snapshot and write the rendered file; return the row count."""
     encoder = make_encoder(row.format, row.export_type)
     batch_rows = ctx.settings.batch_rows
+    renderer = renderer or renderer_for(ctx.settings)
     async with (
         ctx.pool.acquire() as conn,
         conn.transaction(isolation="repeatable_read", readonly=True),
@@ -78,30 +102,115 @@ async def _render(
         libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
         scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
         kinds = sections(row)
+        # The count runs on a second connection in the same snapshot, while this one sorts.
+        snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+        counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
+        try:
+            await _write_sections(
+                conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
+            )
+            await counting
+        finally:
+            if not counting.done():
+                counting.cancel()
+            with contextlib.suppress(BaseException):
+                await counting
+    return progress.rows
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f-]+$")
+
+
+async def _count(
+    pool: asyncpg.Pool,
+    snapshot: str,
+    kinds: list[Kind],
+    scope: catalog.Scope,
+    progress: Progress,
+) -> None:
+    """Count the export's rows in the exported ``snapshot`` (so the same rows it writes)."""
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
         total = 0
         for kind in kinds:
-            total += await (catalog.count_series if kind == "series" else catalog.count_books)(
-                conn, scope
+            count = catalog.count_series if kind == "series" else catalog.count_books
+            total += await count(conn, scope)
+    progress.total = total
+
+
+async def _write_sections(
+    conn: asyncpg.Connection,
+    row: exports_repo.ExportRow,
+    kinds: list[Kind],
+    scope: catalog.Scope,
+    renderer: Renderer,
+    batch_rows: int,
+    encoder: Encoder,
+    write: Callable[[bytes], Any],
+    progress: Progress,
+) -> None:
+    """The file: every section, rendered by the database or by the Python encoders."""
+    if renderer == "database":
+        # What fast.py's rendering reads: the shortest exact float text and ISO dates (the
+        # server defaults, but a server may be configured otherwise).
+        await conn.execute("SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO'")
+    await write(encoder.start())
+    for kind in kinds:
+        if kind == "series":
+            keys, known = row.fields, field_catalog.SERIES_FIELDS
+        else:
+            keys, known = row.book_fields, field_catalog.BOOK_FIELDS
+        cols = field_catalog.columns(keys, known)
+        await write(encoder.start_section(kind, cols))
+        progress.check()
+        done: int | None = 0
+        if renderer == "database":
+            done = await _render_in_database(
+                conn, row.format, kind, keys, known, scope, encoder, write, progress
             )
-        progress.total = total
-        await write(encoder.start())
-        for kind in kinds:
-            if kind == "series":
-                cols = field_catalog.columns(row.fields, field_catalog.SERIES_FIELDS)
-                batches: AsyncIterator[list[dict[str, Any]]] = catalog.series_batches(
-                    conn, scope, row.fields, batch_rows
-                )
-            else:
-                cols = field_catalog.columns(row.book_fields, field_catalog.BOOK_FIELDS)
-                batches = catalog.book_batches(conn, scope, row.book_fields, batch_rows)
-            await write(encoder.start_section(kind, cols))
+        if done is not None:
+            batches: AsyncIterator[list[dict[str, Any]]] = (
+                catalog.series_batches if kind == "series" else catalog.book_batches
+            )(conn, scope, keys, batch_rows, skip=done)
             async for batch in batches:
                 progress.check()
                 await write(b"".join([encoder.row(r) for r in batch]))
-                progress.rows += len(batch)
-            await write(encoder.end_section())
-        await write(encoder.end())
-    return progress.rows
+                progress.advance(len(batch))
+        await write(encoder.end_section())
+    await write(encoder.end())
+
+
+async def _render_in_database(
+    conn: asyncpg.Connection,
+    fmt: str,
+    kind: Kind,
+    keys: list[str],
+    known: tuple[field_catalog.Field, ...],
+    scope: catalog.Scope,
+    encoder: Encoder,
+    write: Callable[[bytes], Any],
+    progress: Progress,
+) -> int | None:
+    """One section rendered by PostgreSQL: None when done, else the rows written so far.
+
+    A value the database declines (``fast.Declined``) rolls back to a savepoint, so the
+    snapshot is kept, and the reference renderer goes on from the first row not yet written.
+    """
+
+    def on_rows(count: int) -> None:
+        progress.advance(count)
+        progress.check()  # a cancel aborts the COPY at once
+
+    section = fast.plan(kind, keys, fast.as_format(fmt), {f.key: f.label for f in known})
+    try:
+        async with conn.transaction():
+            await fast.copy_section(conn, section, scope, encoder, write, on_rows)
+    except fast.Declined as declined:
+        log.info("rows from %d on rendered in Python: a value the database declined", declined.rows)
+        return declined.rows
+    return None
 
 
 async def _heartbeat(
@@ -114,7 +223,8 @@ async def _heartbeat(
     interval = min(ctx.settings.heartbeat_seconds, ctx.settings.ack_wait_seconds / 3)
     while not progress.stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(progress.stop.wait(), interval)
+            await asyncio.wait_for(progress.wake.wait(), interval)
+        progress.wake.clear()
         if progress.stop.is_set():
             return
         try:

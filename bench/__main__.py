@@ -1,0 +1,399 @@
+"""``python -m bench [--quick]``: every figure of issue #5 in one run, then a table and JSON.
+
+What runs where, and why:
+
+- PostgreSQL, NATS and SeaweedFS: started here on 127.0.0.1 (``services.cli.servers``), as the
+  tests start them.
+- The exports, the download, the api load and the scale-out: the real ``services.api`` and
+  ``services.worker`` processes (as ``tests/system.py`` runs them), because the figures are
+  the product's: the worker's claim-to-completion time and its own peak RSS.
+- The limit (COPY into the object store): in this process, with the worker's transaction and
+  upload code; it is the physical yardstick, not a product path.
+
+Repetitions are interleaved (limit, csv, json, md, limit, ...), so a noisy neighbour slows
+all of them alike; figures are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench import api_load, download, exports, scale
+from bench.env import Services, Stack, add_users, build_catalog, create_database
+
+TARGETS = {"csv": 0.8, "json": 0.7, "md": 0.5}
+
+
+def _sizes(quick: bool) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(series, books) of the main catalog, and of the catalogs for the linearity check."""
+    if quick:
+        return (2_000, 100_000), [(600, 30_000), (2_000, 100_000)]
+    return (20_000, 1_000_000), [(2_000, 100_000), (6_000, 300_000), (20_000, 1_000_000)]
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100,000-book version (< 3 min)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per export figure")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: exports,linear,memory,download,api,scale",
+    )
+    parser.add_argument(
+        "--scale-exports", type=int, default=None, help="exports per scale-out configuration"
+    )
+    parser.add_argument("--api-seconds", type=float, default=None, help="duration of the api load")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' data and logs")
+    args = parser.parse_args(argv)
+    # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the servers and services are stopped.
+    signal.signal(signal.SIGTERM, _terminate)
+    skip = {s for s in args.skip.split(",") if s}
+    quick = args.quick
+    scale_count = args.scale_exports or (200 if quick else 1000)
+    api_seconds = args.api_seconds or (10.0 if quick else 30.0)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "mode": "quick" if quick else "full",
+        "machine": {
+            "cpus": _cpus(),
+            "memory_gib": _memory_gib(),
+            "python": platform.python_version(),
+        },
+    }
+
+    print("starting PostgreSQL, NATS and SeaweedFS ...", flush=True)
+    stack = Stack.start(keep=args.keep)
+    services: Services | None = None
+    others: list[Services] = []
+    try:
+        (main_series, main_books), linear = _sizes(quick)
+        # Each catalog size in its own database, so an export's cost is its own (in one shared
+        # database, every export also pays for scans over the other libraries' rows).
+        urls: dict[int, str] = {}
+        catalogs = {}
+        builds = {}
+        for series, books in sorted({(main_series, main_books), *linear}):
+            urls[books] = asyncio.run(create_database(stack, f"bench_{books}"))
+            t = time.monotonic()
+            catalogs[books] = asyncio.run(build_catalog(urls[books], series, books))
+            builds[books] = round(time.monotonic() - t, 1)
+            print(f"built the {books:,}-book catalog in {builds[books]} s", flush=True)
+        url = urls[main_books]
+        # A small library next to the main one, for the api load and the scale-out.
+        small = asyncio.run(build_catalog(url, 200, 2_000, username="bench-small"))
+        results["catalog_build_seconds"] = builds
+        main = catalogs[main_books]
+
+        services = Services(stack, url, stack.root / "logs")
+        services.start("api")
+        services.start("worker")
+        # Warm-up: imports, pools, bucket, plans.
+        exports.measure_export(services, small, "csv")
+
+        runs: list[exports.Run] = []
+        if "exports" not in skip:
+            for rep in range(args.reps):
+                for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+                    if kind.startswith("limit"):
+                        run = asyncio.run(
+                            exports.measure_limit(stack, url, main, kind == "limit_coalesced")
+                        )
+                    else:
+                        run, _ = exports.measure_export(services, main, kind)
+                    runs.append(run)
+                    print(
+                        f"  rep {rep + 1} {kind:16s} {run.rows:>9,} rows {run.seconds:7.2f} s {run.rows_per_second:>9,.0f} rows/s",
+                        flush=True,
+                    )
+            results["exports"] = _export_figures(runs, main_books)
+
+        if "linear" not in skip:
+            for _series, books in linear:
+                if books == main_books and "exports" not in skip:
+                    continue  # measured above
+                if books == main_books:
+                    target = services
+                else:
+                    # One NATS stream for all: only one worker may consume it at a time.
+                    if "worker" in services.processes:
+                        services.stop("worker")
+                    target = Services(stack, urls[books], stack.root / f"logs-{books}")
+                    others.append(target)
+                    target.start("api")
+                    target.start("worker")
+                    exports.measure_export(target, catalogs[books], "csv")  # warm-up
+                for _ in range(args.reps):
+                    run, _ = exports.measure_export(target, catalogs[books], "csv")
+                    runs.append(run)
+                    print(f"  linear {books:>9,} csv {run.seconds:7.2f} s", flush=True)
+            for other in others:
+                if "worker" in other.processes:
+                    other.stop("worker")
+            if "worker" not in services.processes:
+                services.start("worker")
+            results["linearity"] = _linearity(runs, [b for _, b in linear])
+
+        if "memory" not in skip:
+            # Peak RSS of a fresh worker process running one export, smallest and largest size.
+            smallest = linear[0][1]
+            memory_runs: list[exports.Run] = []
+            for books in (smallest, main_books):
+                target = (
+                    services
+                    if books == main_books
+                    else next((o for o in others if o.database_url == urls[books]), None)
+                )
+                if target is None:
+                    target = Services(stack, urls[books], stack.root / f"logs-{books}")
+                    others.append(target)
+                    target.start("api")
+                for system in (services, *others):
+                    if "worker" in system.processes:
+                        system.stop("worker")
+                for fmt in ("csv", "json", "md"):
+                    target.start("worker", "memory-worker")
+                    run, _ = exports.measure_export(
+                        target, catalogs[books], fmt, worker_key="memory-worker"
+                    )
+                    target.stop("memory-worker")
+                    memory_runs.append(run)
+                    print(
+                        f"  memory {books:>9,} {fmt:4s} fresh worker peak {run.peak_rss_mib:.0f} MiB",
+                        flush=True,
+                    )
+            services.start("worker")
+            results["memory"] = _memory(memory_runs, smallest, main_books)
+        for other in others:
+            other.stop_all()
+
+        if "download" not in skip:
+            _, done = exports.measure_export(services, main, "csv", keep=True)
+            object_key = asyncio.run(_object_key(url, done["id"]))
+            results["download"] = download.measure(
+                services, stack, main.user_id, done, object_key, args.reps
+            )
+            print(f"  download {results['download']}", flush=True)
+
+        if "api" not in skip:
+            idle_user = asyncio.run(add_users(url, 1, "idle"))[0]
+            results["create_to_running"] = api_load.create_to_running(
+                services, idle_user, small.library_id, 20
+            )
+            print(f"  create->running {results['create_to_running']}", flush=True)
+            users = asyncio.run(add_users(url, 50, "load"))
+            results["api_load"] = asyncio.run(
+                api_load.load(services, users, small.library_id, api_seconds)
+            )
+            print(f"  api load {json.dumps(results['api_load'])}", flush=True)
+
+        if "scale" not in skip:
+            services.stop_all()
+            raised = str(scale_count + 10)
+            services.extra_env.update(
+                {
+                    "EXPORTS_MAX_CONCURRENT_PER_USER": raised,
+                    "EXPORTS_MAX_COMPLETED_PER_USER": raised,
+                    "EXPORTS_STORAGE_CAP_BYTES": str(1 << 40),
+                }
+            )
+            services.start("api")
+            users = asyncio.run(add_users(url, 3, "scale"))
+            results["scale_out"] = scale.measure(services, users, small.library_id, scale_count)
+            print(f"  scale-out {results['scale_out']}", flush=True)
+    finally:
+        for other in others:
+            other.stop_all()
+        if services is not None:
+            services.stop_all()
+        stack.stop()
+    results["bench_seconds"] = round(time.monotonic() - started, 1)
+    print()
+    print(_table(results))
+    print("BENCH_JSON " + json.dumps(results, sort_keys=True))
+    return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _export_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
+    figures = {
+        kind: exports.summarize(runs, kind, books)
+        for kind in ("limit", "limit_coalesced", "csv", "json", "md")
+    }
+    limit = figures["limit"]["rows_per_second_median"]
+    strict = figures["limit_coalesced"]["rows_per_second_median"]
+    figures["ratios"] = {
+        fmt: round(figures[fmt]["rows_per_second_median"] / limit, 3) for fmt in TARGETS
+    }
+    figures["ratios_vs_limit_coalesced"] = {
+        fmt: round(figures[fmt]["rows_per_second_median"] / strict, 3) for fmt in TARGETS
+    }
+    # Paired: each repetition's product against the limit measured just before it.
+    paired: dict[str, list[float]] = {fmt: [] for fmt in TARGETS}
+    current: float | None = None
+    for run in runs:
+        if run.books != books:
+            continue
+        if run.kind == "limit":
+            current = run.rows_per_second
+        elif run.kind in TARGETS and current:
+            paired[run.kind].append(run.rows_per_second / current)
+    figures["ratios_paired_median"] = {
+        fmt: round(exports.median(v), 3) for fmt, v in paired.items() if v
+    }
+    figures["books"] = books
+    return figures
+
+
+def _linearity(runs: list[exports.Run], sizes: list[int]) -> dict[str, Any]:
+    per_row = {}
+    for books in sizes:
+        chosen = [r.seconds / r.rows * 1e6 for r in runs if r.kind == "csv" and r.books == books]
+        if chosen:
+            per_row[books] = round(exports.median(chosen), 3)
+    mean = sum(per_row.values()) / len(per_row)
+    spread = max(abs(v / mean - 1) for v in per_row.values())
+    return {"csv_microseconds_per_row": per_row, "max_deviation_from_mean": round(spread, 3)}
+
+
+def _memory(runs: list[exports.Run], small: int, large: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fmt in ("csv", "json", "md"):
+        small_peak = (
+            max((r.peak_rss_mib or 0) for r in runs if r.kind == fmt and r.books == small)
+            if any(r.kind == fmt and r.books == small for r in runs)
+            else None
+        )
+        large_peak = (
+            max((r.peak_rss_mib or 0) for r in runs if r.kind == fmt and r.books == large)
+            if any(r.kind == fmt and r.books == large for r in runs)
+            else None
+        )
+        if small_peak and large_peak:
+            out[fmt] = {
+                f"peak_mib_{small}": round(small_peak, 1),
+                f"peak_mib_{large}": round(large_peak, 1),
+                "ratio": round(large_peak / small_peak, 3),
+            }
+    return out
+
+
+async def _object_key(url: str, export_id: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        key: str = await conn.fetchval(
+            "SELECT object_key FROM exports.exports WHERE id = $1::uuid", export_id
+        )
+    finally:
+        await conn.close()
+    return key
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def _memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return 0.0
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = [
+        f"codex-exports benchmark ({results['mode']}; {results['machine']['cpus']} CPUs, {results['machine']['memory_gib']} GiB)"
+    ]
+    ex = results.get("exports")
+    if ex:
+        lines.append(
+            f"\nBooks export, every field, {ex['books']:,} books (medians of {ex['limit']['runs']})"
+        )
+        lines.append(
+            f"{'path':<18}{'rows/s':>10}{'MB/s':>8}{'seconds':>9}{'ratio':>8}{'target':>8}"
+        )
+        for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+            f = ex[kind]
+            ratio = ex["ratios"].get(kind)
+            target = TARGETS.get(kind)
+            verdict = _mark(ratio >= target) if ratio is not None and target else ""
+            lines.append(
+                f"{kind:<18}{f['rows_per_second_median']:>10,}{f['mb_per_second_median']:>8}"
+                f"{f['seconds_median']:>9}{(f'{ratio:.2f}' if ratio is not None else ''):>8}"
+                f"{(f'{target:.1f}' if target else ''):>8}  {verdict}"
+            )
+        lines.append(
+            f"ratios, paired per repetition: {ex['ratios_paired_median']}; against limit_coalesced: {ex['ratios_vs_limit_coalesced']}"
+        )
+    lin = results.get("linearity")
+    if lin:
+        ok = lin["max_deviation_from_mean"] <= 0.25
+        lines.append(
+            f"\nLinear cost (CSV, µs per row): {lin['csv_microseconds_per_row']}  max deviation {lin['max_deviation_from_mean']:.0%} (±25%: {_mark(ok)})"
+        )
+    mem = results.get("memory")
+    if mem:
+        for fmt, m in mem.items():
+            peaks = [v for k, v in m.items() if k.startswith("peak")]
+            ok = m["ratio"] <= 1.2 and max(peaks) < 250
+            lines.append(f"Worker peak RSS {fmt}: {m}  (≤1.2x and <250 MiB: {_mark(ok)})")
+    dl = results.get("download")
+    if dl:
+        lines.append(
+            f"\nDownload {dl['bytes'] / 1e6:.0f} MB: api {dl['api_mb_per_second_median']} MB/s, direct {dl['direct_mb_per_second_median']} MB/s, ratio {dl['ratio']:.2f} (target 0.8: {_mark(dl['ratio'] >= 0.8)})"
+        )
+    ctr = results.get("create_to_running")
+    if ctr:
+        lines.append(
+            f"\nCreate -> running (idle): p50 {ctr['p50_ms']} ms, p90 {ctr['p90_ms']} ms (p50 < 100 ms: {_mark(ctr['p50_ms'] < 100)})"
+        )
+    load = results.get("api_load")
+    if load:
+        lines.append(
+            f"API load: {load['clients']} clients, {load['seconds']} s, {load['total_rps']} req/s, errors {load['errors'] or 0}, creates refused (409, expected) {load['creates_refused_409']}"
+        )
+        for op in ("create", "list", "get", "fields", "healthz"):
+            if op in load:
+                o = load[op]
+                lines.append(
+                    f"  {op:<8}{o['rps']:>8} req/s  p50 {o['p50_ms']:>7} ms  p99 {o['p99_ms']:>7} ms"
+                )
+        rel = load.get("p99_over_healthz_p99", {})
+        if rel:
+            ok = all(v <= 5 for v in rel.values()) and not load["errors"]
+            lines.append(f"  p99 / healthz p99: {rel} (≤5x, no errors: {_mark(ok)})")
+    sc = results.get("scale_out")
+    if sc:
+        lines.append(
+            f"\nScale-out, {sc['exports']} series exports: "
+            + ", ".join(
+                f"{k.split('_')[1]} worker(s) {v['exports_per_second']} exports/s"
+                for k, v in sc.items()
+                if k.startswith("workers_")
+            )
+        )
+    lines.append(f"\nbench took {results['bench_seconds']} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
