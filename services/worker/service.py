@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from services.worker import catalog, fast
 from services.worker.encoders import Encoder, make_encoder
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
 from shared import fields as field_catalog
-from shared import object_store, retention
+from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.events import ExportCompleted, ExportFailed
 from shared.naming import CONTENT_TYPES
@@ -174,10 +175,15 @@ async def _write_sections(
             batches: AsyncIterator[list[dict[str, Any]]] = (
                 catalog.series_batches if kind == "series" else catalog.book_batches
             )(conn, scope, keys, batch_rows, skip=done)
+            mark = time.perf_counter()
             async for batch in batches:
                 progress.check()
                 await write(b"".join([encoder.row(r) for r in batch]))
                 progress.advance(len(batch))
+                # Fetch, render and hand to the upload, from the end of the previous batch.
+                now = time.perf_counter()
+                metrics.observe_batch(row.format, now - mark)
+                mark = now
         await write(encoder.end_section())
     await write(encoder.end())
 
@@ -199,8 +205,14 @@ async def _render_in_database(
     snapshot is kept, and the reference renderer goes on from the first row not yet written.
     """
 
+    mark = time.perf_counter()
+
     def on_rows(count: int) -> None:
+        nonlocal mark
         progress.advance(count)
+        now = time.perf_counter()
+        metrics.observe_batch(fmt, now - mark)  # one COPY chunk is this path's batch
+        mark = now
         progress.check()  # a cancel aborts the COPY at once
 
     section = fast.plan(kind, keys, fast.as_format(fmt), {f.key: f.label for f in known})
