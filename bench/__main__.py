@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     target = services
                 else:
                     # One NATS stream for all: only one worker may consume it at a time.
-                    if "worker" in services.processes:
-                        services.stop("worker")
+                    for system in (services, *others):
+                        if "worker" in system.processes:
+                            system.stop("worker")
                     target = Services(stack, urls[books], stack.root / f"logs-{books}")
                     others.append(target)
                     target.start("api")
@@ -229,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
     raise KeyboardInterrupt(f"signal {signum}")
 
 
