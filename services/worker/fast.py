@@ -291,57 +291,65 @@ def _csv_cell(column: RawColumn, c: list[str], lone: bool) -> str:
 # ---------------------------------------------------------------------------------------------
 # JSON (encoders.JsonEncoder: orjson, compact, catalog key order, no nulls)
 #
-# COPY's CSV writer with a delimiter (\x02) and a quote (\x01) that no JSON text holds raw,
-# so nothing is ever quoted. The anchor's column opens the object; every other field is two
-# columns, its ',"key":' (NULL when the value is absent) and its JSON value (NULL likewise);
-# a last column closes the object and adds the comma that separates rows. Python deletes the
-# delimiters and holds back each chunk's last ",\n" until it knows another row follows.
+# COPY's CSV writer with a delimiter (\x02) and a quote (\x01) that no JSON text holds raw
+# (JSON escapes every control character), so nothing is ever quoted. The anchor's column opens
+# the object; every other field is two columns, its ',"key":' (NULL when the value is absent)
+# and its JSON value (NULL likewise); a last column closes the object and adds the comma that
+# separates rows. Python deletes the delimiters and holds back each chunk's last ",\n" until
+# it knows another row follows. (Measured: about half the cost of one concatenated column, or
+# of json_strip_nulls(row_to_json(...)).)
 
 JSON_DELIMITER = b"\x02"
+_NOT_FINITE = "{v} = 'NaN'::float8 OR {v} = 'Infinity'::float8 OR {v} = '-Infinity'::float8"
 
 
-def _json_value(column: RawColumn, c: list[str]) -> tuple[str, str]:
-    """(the field's JSON text, a condition true when the field is absent)."""
+def _json_value(column: RawColumn, c: list[str]) -> tuple[str, str, str]:
+    """(what opens the value, the rest of its JSON text, a condition true when it is absent).
+
+    Strings that never need escaping (uuids, timestamps) take their opening quote from the
+    key's column and their closing one from their own: one concatenation instead of to_json.
+    """
     kind = column.kind
     v = c[0]
     absent = f"{v} IS NULL"
-    if kind in ("text", "id"):
-        return f"to_json({v})", absent  # json: COPY writes its text as it is
+    if kind == "text":
+        # PostgreSQL escapes JSON strings exactly as orjson does: \" \\ \b \f \n \r \t, other
+        # control characters as \u00XX (lowercase), everything else (DEL, U+2028, /) raw.
+        return "", f"to_json({v})", absent  # json: COPY writes its text as it is
+    if kind == "id":
+        return '"', f"{v} || '\"'", absent
     if kind == "int":
-        return v, absent
+        return "", v, absent
     if kind == "bool":
-        return f"({v})::text", absent
+        return "", f"({v})::text", absent
     if kind == "float":
-        return _float(v, json=True), f"{absent} OR {_NOT_FINITE.format(v=v)}"
+        return "", _float(v, json=True), f"{absent} OR {_NOT_FINITE.format(v=v)}"
     if kind == "time":
-        return _time(v, quoted=True), absent
+        return '"', f"{_time(v)} || '\"'", absent
     if kind == "names":
-        return f"array_to_json({v})", absent  # compact: ["a","b"]
+        return "", f"array_to_json({v})", absent  # compact: ["a","b"]
     if kind == "authors":
-        return v, absent  # rendered by the lateral subquery
+        return "", v, absent  # rendered by the lateral subquery
     if kind == "alternate_titles":
-        return _alternate_titles(c[0], c[1], "json", _no_cell), absent
-    return _external_ratings(c[0], c[1], c[2], "json", _no_cell), absent
+        return "", _alternate_titles(c[0], c[1], "json", _no_cell), absent
+    return "", _external_ratings(c[0], c[1], c[2], "json", _no_cell), absent
 
 
 def _no_cell(text: str) -> str:
     return text
 
 
-_NOT_FINITE = "{v} = 'NaN'::float8 OR {v} = 'Infinity'::float8 OR {v} = '-Infinity'::float8"
-
-
 def _json_columns(columns: list[tuple[RawColumn, list[str]]]) -> list[str]:
     (anchor, a), *rest = columns
     # The anchor is never NULL (series.name, or a book's title else its file name, are NOT
     # NULL); were it, the row could not open with it: leave it to Python.
-    value, absent = _json_value(anchor, a)
-    opening = f"""'{{"{anchor.key}":'"""
+    opens, value, absent = _json_value(anchor, a)
+    opening = lit(f'{{"{anchor.key}":{opens}')
     out = [f"CASE WHEN {absent} THEN {_decline(a[0])} ELSE {opening} || ({value})::text END"]
     for column, c in rest:
-        value, absent = _json_value(column, c)
-        out += [f"""CASE WHEN {absent} THEN NULL ELSE ',"{column.key}":' END""", value]
-    # The object's end, and the comma before the next row (the last row's comes off in Python).
+        opens, value, absent = _json_value(column, c)
+        key = lit(f',"{column.key}":{opens}')
+        out += [f"CASE WHEN {absent} THEN NULL ELSE {key} END", value]
     return [*out, "'},'"]
 
 
@@ -368,42 +376,46 @@ _BACKSLASHED = lit("\\\\\\1")  # literal backslash, the match
 
 
 def _md_bullet(label: str, text: str) -> str:
-    """``_bullet(prefix, text)``: value stripped; further lines indented, block starts escaped.
+    """``"\\n" + _bullet(prefix, text)`` without its newline (the bullet starts with the line
+    break that ends the previous line).
 
     ``(prefix + stripped).rstrip()``: the stripped value never ends in whitespace, so only an
-    empty value changes the line (to the prefix without its trailing space).
+    empty value changes the line (to the prefix without its trailing space). Most values are
+    one line with nothing to strip and take the first branch: a few character tests.
 
     Multi-line: stripping the whole value drops leading and trailing blank lines as the encoder
     does; each line break and the blanks around it become one newline (so every line is
     stripped and blank lines are empty); continuation lines that would open a block get a
     backslash; non-empty continuation lines are indented by two spaces.
     """
-    prefix = lit(f"- **{label}:** ")
+    prefix = lit(f"\n- **{label}:** ")
+    empty = lit(f"\n- **{label}:**")
     stripped = _strip(f"replace({text}, '<', '&lt;')")
     lines = f"regexp_replace({stripped}, {_BREAK}, {_NL}, 'g')"
     marks = f"regexp_replace({lines}, {_MARK_START}, {_MARK_ESCAPED}, 'g')"
     escaped = f"regexp_replace({marks}, {_DIGITS_START}, {_DIGITS_ESCAPED}, 'g')"
     indented = f"regexp_replace({escaped}, {_LINE_START}, {_INDENTED}, 'g')"
-    one_line = (
+    plain = (
         f"strpos({text}, '<') = 0 AND strpos({text}, {_NL}) = 0 AND strpos({text}, {_CR}) = 0"
+        f" AND ascii({text}) NOT IN ({_WHITESPACE_CODES})"
+        f" AND ascii(right({text}, 1)) NOT IN ({_WHITESPACE_CODES})"
     )
-    stripped_text = _strip(text)
-    empty = lit(f"- **{label}:**")
     return (
-        f"CASE WHEN {one_line} THEN CASE WHEN {stripped_text} = '' THEN {empty}"
-        f" ELSE {prefix} || {stripped_text} END"
-        f" ELSE rtrim({prefix} || {indented}, ' ') END || {_NL}"
+        f"CASE WHEN {plain} AND {text} <> '' THEN {prefix} || {text}"
+        f" WHEN {stripped} = '' THEN {empty}"
+        f" ELSE {prefix} || {indented} END"
     )
 
 
 def _md_plain(label: str, text: str) -> str:
     """A bullet for a value whose text has no whitespace, ``<`` or line break (numbers...)."""
-    prefix = lit(f"- **{label}:** ")
-    return f"{prefix} || {text} || {_NL}"
+    prefix = lit(f"\n- **{label}:** ")
+    return f"{prefix} || {text}"
 
 
 def _md_heading(v: str) -> str:
-    """``"## " + _escape_heading(anchor)``, right-stripped, and its newline.
+    """``"## " + _escape_heading(anchor)``, right-stripped (no newline: the bullets start with
+    theirs, and a last column ends the section).
 
     The anchor's lines are stripped and joined by one space each (a line break and the blanks
     around it become a space), the whole is stripped, then inline markup gets a backslash.
@@ -412,7 +424,15 @@ def _md_heading(v: str) -> str:
     special = f"regexp_replace({one_line}, {_HEADING_SPECIAL}, {_BACKSLASHED}, 'g')"
     escaped = f"replace({special}, '<', '&lt;')"
     heading = f"CASE WHEN {v} ~ {_HEADING_NEEDS_WORK} THEN {escaped} ELSE {_strip(v)} END"
-    return f"rtrim('## ' || coalesce({heading}, ''), ' ') || {_NL}"
+    plain = (
+        f"ascii({v}) NOT IN ({_WHITESPACE_CODES})"
+        f" AND ascii(right({v}, 1)) NOT IN ({_WHITESPACE_CODES})"
+        f" AND {v} !~ {_HEADING_NEEDS_WORK}"
+    )
+    return (
+        f"CASE WHEN {plain} AND {v} <> '' THEN '## ' || {v}"
+        f" ELSE rtrim('## ' || coalesce({heading}, ''), ' ') END"
+    )
 
 
 def _md_bullet_for(column: RawColumn, label: str, c: list[str]) -> tuple[str, str]:
@@ -451,7 +471,7 @@ def _md_columns(columns: list[tuple[RawColumn, list[str]]], labels: dict[str, st
         # A blank line between the heading and the bullets, when there is any bullet.
         present = ", ".join(p for _, p in bullets)
         out.append(f"CASE WHEN num_nonnulls({present}) > 0 THEN {_NL} END")
-    return out + [b for b, _ in bullets]
+    return [*out, *(b for b, _ in bullets), _NL]  # each bullet starts its line; this ends the last
 
 
 # ---------------------------------------------------------------------------------------------
