@@ -7,6 +7,7 @@ loop ever blocks on the network.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import queue
 import threading
@@ -22,7 +23,8 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from shared.settings import Settings
 
-DOWNLOAD_CHUNK = 256 * 1024
+DOWNLOAD_CHUNK = 1024 * 1024
+READ_AHEAD = 4  # chunks read from the store ahead of the client: 4 MiB per download at most
 
 
 class ObjectStoreError(Exception):
@@ -237,7 +239,14 @@ async def stat(client: Minio, bucket: str, key: str) -> ObjectInfo:
 async def stream_object(
     client: Minio, bucket: str, key: str, *, offset: int = 0, length: int = 0
 ) -> AsyncIterator[bytes]:
-    """Yield an object's bytes (a range of them) in chunks, never holding it whole."""
+    """Yield an object's bytes (a range of them) in chunks, never holding it whole.
+
+    A thread of its own reads ahead while the caller sends (at most ``READ_AHEAD`` chunks
+    wait between them), so reading from the store and writing to the client overlap instead of
+    taking turns; a dedicated thread, because a long download must not hold one of the loop's
+    few executor threads. When the caller stops early (a client went away), the thread stops
+    after the chunk it is reading and closes the response.
+    """
 
     def _open() -> Any:
         try:
@@ -248,18 +257,47 @@ async def stream_object(
             raise ObjectStoreError(err.code or "error") from err
 
     response = await asyncio.to_thread(_open)
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(READ_AHEAD)
     stop = threading.Event()
-    try:
-        iterator = response.stream(DOWNLOAD_CHUNK)
+
+    def _hand_over(item: bytes | BaseException | None) -> bool:
+        """Queue one item from the reading thread; False once the caller has stopped."""
+        handed = asyncio.run_coroutine_threadsafe(chunks.put(item), loop)
         while not stop.is_set():
-            chunk = await asyncio.to_thread(next, iterator, None)
-            if chunk is None:
-                break
-            yield chunk
+            try:
+                handed.result(timeout=0.5)
+            except concurrent.futures.TimeoutError:
+                continue
+            return True
+        handed.cancel()
+        return False
+
+    def _read_ahead() -> None:
+        try:
+            for chunk in response.stream(DOWNLOAD_CHUNK):
+                if not _hand_over(chunk):
+                    return
+            _hand_over(None)
+        except Exception as err:  # the store failed mid-object: the caller raises it
+            _hand_over(ObjectStoreError(f"object store read failed: {err}"))
+        finally:
+            response.close()
+            response.release_conn()
+
+    threading.Thread(target=_read_ahead, name=f"download {key}", daemon=True).start()
+    try:
+        while True:
+            item = await chunks.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
         stop.set()
-        response.close()
-        response.release_conn()
+        while not chunks.empty():  # unblock a reader waiting for room
+            chunks.get_nowait()
 
 
 async def remove(client: Minio, bucket: str, key: str) -> None:
