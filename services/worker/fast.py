@@ -293,11 +293,11 @@ def _csv_cell(column: RawColumn, c: list[str], lone: bool) -> str:
 #
 # COPY's CSV writer with a delimiter (\x02) and a quote (\x01) that no JSON text holds raw
 # (JSON escapes every control character), so nothing is ever quoted. The anchor's column opens
-# the object; every other field is two columns, its ',"key":' (NULL when the value is absent)
-# and its JSON value (NULL likewise); a last column closes the object and adds the comma that
-# separates rows. Python deletes the delimiters and holds back each chunk's last ",\n" until
-# it knows another row follows. (Measured: about half the cost of one concatenated column, or
-# of json_strip_nulls(row_to_json(...)).)
+# the object; every other field is one column, its ',"key":' and JSON value (NULL when the
+# value is absent); a last column closes the object and adds the comma that separates rows.
+# Python deletes the delimiters and holds back each chunk's last ",\n" until it knows another
+# row follows. (Measured on 100,000 books, every field: about half the cost of
+# json_strip_nulls(row_to_json(...)); 5% less than a key column and a value column each.)
 
 JSON_DELIMITER = b"\x02"
 _NOT_FINITE = "{v} = 'NaN'::float8 OR {v} = 'Infinity'::float8 OR {v} = '-Infinity'::float8"
@@ -349,7 +349,7 @@ def _json_columns(columns: list[tuple[RawColumn, list[str]]]) -> list[str]:
     for column, c in rest:
         opens, value, absent = _json_value(column, c)
         key = lit(f',"{column.key}":{opens}')
-        out += [f"CASE WHEN {absent} THEN NULL ELSE {key} END", value]
+        out.append(f"CASE WHEN {absent} THEN NULL ELSE {key} || ({value})::text END")
     return [*out, "'},'"]
 
 
