@@ -7,11 +7,15 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import asyncpg
 
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
-def _settings():  # type: ignore[no-untyped-def]
+
+def _settings() -> Settings:
     from services.cli.devstate import apply_dev_environment
     from shared.settings import Settings
 
@@ -38,7 +42,9 @@ async def _demo_seed(seed: int) -> None:
         result = await seed_demo(conn, seed=seed)
     finally:
         await conn.close()
-    print(f"demo catalog: {result.libraries} libraries, {result.series} series, {result.books} books")
+    print(
+        f"demo catalog: {result.libraries} libraries, {result.series} series, {result.books} books"
+    )
 
 
 async def _token(username: str) -> int:
@@ -47,17 +53,24 @@ async def _token(username: str) -> int:
     settings = _settings()
     secret = settings.jwt_secret.get_secret_value()
     if not secret:
-        print("EXPORTS_JWT_SECRET is not set and no running `codex-exports dev` was found", file=sys.stderr)
+        print(
+            "EXPORTS_JWT_SECRET is not set and no running `codex-exports dev` was found",
+            file=sys.stderr,
+        )
         return 2
     conn = await asyncpg.connect(settings.database_url)
     try:
-        record = await conn.fetchrow("SELECT id, username, role FROM users WHERE username = $1", username)
+        record = await conn.fetchrow(
+            "SELECT id, username, role FROM users WHERE username = $1", username
+        )
     finally:
         await conn.close()
     if record is None:
         print(f"no such user: {username}", file=sys.stderr)
         return 1
-    token, _ = issue_token(record["id"], record["username"], record["role"], secret, settings.jwt_ttl_seconds)
+    token, _ = issue_token(
+        record["id"], record["username"], record["role"], secret, settings.jwt_ttl_seconds
+    )
     print(token)
     return 0
 

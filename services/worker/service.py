@@ -80,9 +80,9 @@ def renderer_for(settings: Settings) -> Renderer:
     """Rows are rendered by PostgreSQL (``fast.py``) unless the settings turn it off.
 
     The Python encoders stay the reference, and the fallback for any value the database
-    declines; ``render_in_database = False`` makes them render every row.
+    declines; ``EXPORTS_RENDER_IN_DATABASE=false`` makes them render every row.
     """
-    return "database" if getattr(settings, "render_in_database", True) else "python"
+    return "database" if settings.render_in_database else "python"
 
 
 async def _render(

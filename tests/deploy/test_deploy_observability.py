@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from shared import metrics
 from tests.deploy.loading import DASHBOARD, OPERATIONS, RULES, yaml_documents
 
 METRIC_NAME = re.compile(r"\b(exports_[a-z0-9_]+)\b")

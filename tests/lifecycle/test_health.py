@@ -25,7 +25,14 @@ async def test_health_readiness_and_metrics_of_every_service(
         wait_until(lambda k=key: _get(system, k, "/healthz") == 200, timeout=30)
     user = await fresh_user(big_catalog.database_url)
     with system.client(user) as client:
-        export = create(client, {"format": "csv", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]})
+        export = create(
+            client,
+            {
+                "format": "csv",
+                "libraryIds": [str(big_catalog.synthetic.library_id)],
+                "fields": ["title"],
+            },
+        )
         assert wait_for_export(client, export["id"])["status"] == "completed"
     for key in ("api", "worker", "janitor"):
         assert httpx.get(_base(system, key) + "/healthz").status_code == 200
@@ -46,7 +53,10 @@ async def test_health_readiness_and_metrics_of_every_service(
             assert httpx.get(_base(system, key) + "/healthz").status_code == 200
     finally:
         restartable.start_s3()
-    wait_until(lambda: httpx.get(_base(system, "worker") + "/readyz", timeout=10).status_code == 200, timeout=30)
+    wait_until(
+        lambda: httpx.get(_base(system, "worker") + "/readyz", timeout=10).status_code == 200,
+        timeout=30,
+    )
     assert httpx.get(system.api_url + URL).status_code == 401
 
 

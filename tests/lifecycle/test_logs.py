@@ -22,7 +22,14 @@ async def test_request_id_follows_the_export_and_no_secret_is_logged(
     token = system.token(user)
     with system.client(user) as client:
         client.headers["X-Request-Id"] = trace
-        export = create(client, {"format": "json", "libraryIds": [str(big_catalog.synthetic.library_id)], "fields": ["title"]})
+        export = create(
+            client,
+            {
+                "format": "json",
+                "libraryIds": [str(big_catalog.synthetic.library_id)],
+                "fields": ["title"],
+            },
+        )
         assert wait_for_export(client, export["id"])["status"] == "completed"
         wait_until(lambda: client.get(f"{URL}/{export['id']}").status_code == 404, timeout=30)
         # A failed sign-in carries a password in its body: it must not reach a log either.

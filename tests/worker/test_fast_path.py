@@ -653,3 +653,9 @@ def test_unknown_fields_and_formats_are_refused() -> None:
     for fmt in ("json", "csv", "md"):
         assert fast.plan("series", list(ALL_SERIES), fmt, labels).sql  # type: ignore[arg-type]
         assert fast.plan("books", list(ALL_BOOKS), fmt, labels).sql  # type: ignore[arg-type]
+
+
+def test_the_setting_chooses_the_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert service.renderer_for(Settings()) == "database"
+    monkeypatch.setenv("EXPORTS_RENDER_IN_DATABASE", "false")
+    assert service.renderer_for(Settings()) == "python"
