@@ -22,7 +22,7 @@ from minio import Minio
 
 from services.cli import servers
 from services.cli.synthetic import SyntheticCatalog, build_synthetic
-from shared.migrate import apply_migrations
+from shared.migrate import create_migrated_database
 from shared.tokens import issue_token
 
 JWT_SECRET = "bench-" + secrets.token_urlsafe(32)
@@ -70,18 +70,7 @@ class Stack:
 
 
 async def create_database(stack: Stack, name: str) -> str:
-    admin = await asyncpg.connect(stack.pg.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = stack.database_url(name)
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_migrations(conn, catalog=True)
-    finally:
-        await conn.close()
-    return url
+    return await create_migrated_database(stack.pg.url, name, catalog=True)
 
 
 class _WideFileSizes:

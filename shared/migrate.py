@@ -42,3 +42,22 @@ async def apply_migrations(conn: asyncpg.Connection, *, catalog: bool = False) -
                 await conn.execute("INSERT INTO exports.schema_migrations (name) VALUES ($1)", name)
                 applied.append(name)
     return applied
+
+
+async def create_migrated_database(server_url: str, name: str, *, catalog: bool = False) -> str:
+    """Create database ``name`` on the server of ``server_url`` and migrate it; return its URL.
+
+    For tests, benchmarks and development servers (``name`` is ours, never user input).
+    """
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn, catalog=catalog)
+    finally:
+        await conn.close()
+    return url

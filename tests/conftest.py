@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from services.cli import servers
-from shared.migrate import apply_migrations
+from shared.migrate import create_migrated_database
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,7 @@ def real_servers(servers_dir: Path) -> Iterator[Servers]:
 async def create_database(srv: Servers, *, catalog: bool = True) -> str:
     """A fresh database with the migrations applied; returns its URL."""
     name = "t_" + uuid.uuid4().hex[:12]
-    admin = await asyncpg.connect(srv.postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = srv.database_url(name)
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_migrations(conn, catalog=catalog)
-    finally:
-        await conn.close()
-    return url
+    return await create_migrated_database(srv.postgres_url, name, catalog=catalog)
 
 
 @pytest.fixture
