@@ -121,7 +121,8 @@ class StreamingUpload:
         part_size: int,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        # Enough queued chunks for about two parts: upload and rendering overlap, memory bounded.
+        # Enough queued chunks for about two parts: upload and rendering overlap, memory bounded
+        # (with the part being filled and minio's three parallel part uploads: about six parts).
         self._reader = _QueueReader(max_chunks=64)
         self._sha = hashlib.sha256()
         self.size = 0
