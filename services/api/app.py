@@ -21,6 +21,7 @@ from services.api.errors import ApiError
 from services.api.intake import register_intake
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
+from shared.bus import make_broker
 from shared.settings import Settings
 from shared.streams import ensure_stream
 from shared.subjects import REQUEST_ID_HEADER
@@ -42,13 +43,7 @@ async def _relay(pool: asyncpg.Pool, broker: NatsBroker) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.require_production_secrets()
-    broker = NatsBroker(
-        settings.nats_url,
-        logger=logging.getLogger("codex_exports.bus"),
-        connect_timeout=5,
-        max_reconnect_attempts=-1,
-        middlewares=[metrics.nats_metrics_middleware("api")],
-    )
+    broker = make_broker(settings, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

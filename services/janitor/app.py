@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.janitor import service
 from shared import health, metrics, object_store
+from shared.bus import make_broker
 from shared.events import TIMER_EVENT, ExpireTimerFired, SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
@@ -47,14 +48,7 @@ async def schedule_sweep(broker: NatsBroker, interval_seconds: int) -> None:
 
 def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or Settings()
-    broker = NatsBroker(
-        settings.nats_url,
-        logger=logging.getLogger("codex_exports.bus"),
-        connect_timeout=5,
-        max_reconnect_attempts=-1,
-        graceful_timeout=20.0,
-        middlewares=[metrics.nats_metrics_middleware("janitor")],
-    )
+    broker = make_broker(settings, "janitor", consumer=True)
     state: dict[str, service.JanitorContext] = {}
     pools: list[asyncpg.Pool] = []
     servers: list[asyncio.Server] = []

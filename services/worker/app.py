@@ -10,13 +10,14 @@ from uuid import UUID
 
 import asyncpg
 from faststream import AckPolicy, FastStream
-from faststream.nats import NatsBroker, PullSub
+from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
 
 from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
 from shared import health, metrics, object_store
+from shared.bus import make_broker
 from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
@@ -27,14 +28,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastStream:
     """Declare the broker, the subscribers and the lifespan hooks."""
     settings = settings or Settings()
-    broker = NatsBroker(
-        settings.nats_url,
-        logger=logging.getLogger("codex_exports.bus"),
-        connect_timeout=5,
-        max_reconnect_attempts=-1,
-        graceful_timeout=20.0,
-        middlewares=[metrics.nats_metrics_middleware("worker")],
-    )
+    broker = make_broker(settings, "worker", consumer=True)
     state: dict[str, Runner] = {}
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
