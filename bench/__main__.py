@@ -357,7 +357,10 @@ def _table(results: dict[str, Any]) -> str:
         for fmt, m in mem.items():
             peaks = [v for k, v in m.items() if k.startswith("peak")]
             ok = m["ratio"] <= 1.2 and max(peaks) < 250
-            lines.append(f"Worker peak RSS {fmt}: {m}  (≤1.2x and <250 MiB: {_mark(ok)})")
+            # The target compares 1M books with 100k; quick mode's 30k file is only a few
+            # parts long, before the upload's buffers reach their steady size.
+            verdict = _mark(ok) if results["mode"] == "full" else "judged on 1M vs 100k only"
+            lines.append(f"Worker peak RSS {fmt}: {m}  (≤1.2x and <250 MiB: {verdict})")
     dl = results.get("download")
     if dl:
         lines.append(
