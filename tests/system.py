@@ -29,10 +29,16 @@ class System:
     metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def start(self, *names: str) -> None:
-        for name in names or ("api", "worker", "janitor"):
+        names = names or ("api", "worker", "janitor")
+        for name in names:
             self.start_one(name)
         if "api" in self.processes:
             self.wait_ready()
+        # A worker or janitor serves /healthz once its start-up (pool, bucket) is done: a test
+        # that then stops a server tests an outage, not a start-up that raced it.
+        for name in names:
+            if name != "api":
+                self.wait_started(name)
 
     def start_one(
         self, name: str, key: str | None = None, **extra_env: str
@@ -77,6 +83,20 @@ class System:
                 pass
             time.sleep(0.2)
         raise RuntimeError("api not ready:\n" + self.log("api")[-3000:])
+
+    def wait_started(self, key: str, timeout: float = 60) -> None:
+        url = f"http://127.0.0.1:{self.metrics_ports[key]}/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes[key].poll() is not None:
+                raise RuntimeError(f"{key} exited:\n" + self.log(key)[-3000:])
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{key} not started:\n" + self.log(key)[-3000:])
 
     def log(self, key: str) -> str:
         path = self.log_dir / f"{key}.log"
