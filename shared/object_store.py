@@ -24,6 +24,9 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from shared.settings import Settings
 
 DOWNLOAD_CHUNK = 1024 * 1024
+# Parts uploading at once. PostgreSQL renders 30-50 MB/s per export (bench/), so two 8 MiB
+# parts in flight keep up with it even over a slow link; each more costs a part of memory.
+PARALLEL_PARTS = 2
 READ_AHEAD = 4  # chunks read from the store ahead of the client: 4 MiB per download at most
 
 
@@ -98,7 +101,8 @@ class _QueueReader:
                 self._buffer += item
         if size < 0:
             size = len(self._buffer)
-        out = bytes(self._buffer[:size])
+        with memoryview(self._buffer) as view:
+            out = bytes(view[:size])  # one copy (a bytearray slice would make two)
         del self._buffer[:size]
         return out
 
@@ -121,9 +125,11 @@ class StreamingUpload:
         part_size: int,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        # Enough queued chunks for about two parts: upload and rendering overlap, memory bounded
-        # (with the part being filled and minio's three parallel part uploads: about six parts).
-        self._reader = _QueueReader(max_chunks=64)
+        # Half a part queued: enough for rendering and uploading to overlap (the upload thread
+        # drains it continuously), little enough that what a long export holds at its worst
+        # moment (the queue, the part being filled and its copies, PARALLEL_PARTS uploading)
+        # stays close to what a short one holds.
+        self._reader = _QueueReader(max_chunks=16)
         self._sha = hashlib.sha256()
         self.size = 0
         self._pending = bytearray()
@@ -148,6 +154,7 @@ class StreamingUpload:
             self._reader,  # type: ignore[arg-type]
             length=-1,
             part_size=self._part_size,
+            num_parallel_uploads=PARALLEL_PARTS,
             content_type=self._content_type,
             metadata=self._metadata or None,  # type: ignore[arg-type]
         )
