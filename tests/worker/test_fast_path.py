@@ -411,10 +411,8 @@ async def test_database_rendering_is_byte_identical(
     assert checked >= 3 * 29
 
 
-async def test_fixture_needs_no_fallback(
-    catalogs: dict[str, asyncpg.Pool], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The plain fixture is rendered by the database alone (the comparison above is real)."""
+def _count_declines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on ``fast.copy_section``: the list gets the row count of every ``Declined``."""
     declined: list[int] = []
     original = fast.copy_section
 
@@ -427,6 +425,14 @@ async def test_fixture_needs_no_fallback(
         return rows
 
     monkeypatch.setattr(fast, "copy_section", spy)
+    return declined
+
+
+async def test_fixture_needs_no_fallback(
+    catalogs: dict[str, asyncpg.Pool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plain fixture is rendered by the database alone (the comparison above is real)."""
+    declined = _count_declines(monkeypatch)
     for fmt, export_type in [("json", "both"), ("csv", "series"), ("csv", "books"), ("md", "both")]:
         export = _export("alice", fmt, export_type, ALL_SERIES, ALL_BOOKS)
         assert await _render(catalogs["fixture"], export, "database")
@@ -574,20 +580,9 @@ async def test_fallback_from_the_middle_of_a_section(
         update = f"UPDATE {table} SET {column} = $2::text::{cast} WHERE book_id = $1"
         old = await conn.fetchval(f"SELECT {column}::text FROM {table} WHERE book_id = $1", target)
         await conn.execute(update, target, value)
-    declined: list[int] = []
-    original = fast.copy_section
-
-    async def spy(*args: Any, **kwargs: Any) -> int:
-        try:
-            rows: int = await original(*args, **kwargs)
-        except fast.Declined as err:
-            declined.append(err.rows)
-            raise
-        return rows
-
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(fast, "copy_section", spy)
+            declined = _count_declines(mp)
             database = await _render(pool, export, "database")
         assert database == await _render(pool, export, "python")
         assert declined and 0 < declined[0] < 15_000
