@@ -19,17 +19,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import signal
+import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import asyncpg
+from uuid import UUID
 
 from bench import api_load, download, exports, scale
 from bench.env import Services, Stack, add_users, build_catalog, create_database
+from shared import naming
 
 TARGETS = {"csv": 0.8, "json": 0.7, "md": 0.5}
 
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if "download" not in skip:
             _, done = exports.measure_export(services, main, "csv", keep=True)
-            object_key = asyncio.run(_object_key(url, done["id"]))
+            object_key = naming.object_key(main.user_id, UUID(done["id"]), done["fileName"])
             results["download"] = download.measure(
                 services, stack, main.user_id, done, object_key, args.reps
             )
@@ -258,7 +260,7 @@ def _export_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
         elif run.kind in TARGETS and current:
             paired[run.kind].append(run.rows_per_second / current)
     figures["ratios_paired_median"] = {
-        fmt: round(exports.median(v), 3) for fmt, v in paired.items() if v
+        fmt: round(statistics.median(v), 3) for fmt, v in paired.items() if v
     }
     figures["books"] = books
     return figures
@@ -269,7 +271,7 @@ def _linearity(runs: list[exports.Run], sizes: list[int]) -> dict[str, Any]:
     for books in sizes:
         chosen = [r.seconds / r.rows * 1e6 for r in runs if r.kind == "csv" and r.books == books]
         if chosen:
-            per_row[books] = round(exports.median(chosen), 3)
+            per_row[books] = round(statistics.median(chosen), 3)
     mean = sum(per_row.values()) / len(per_row)
     spread = max(abs(v / mean - 1) for v in per_row.values())
     return {"csv_microseconds_per_row": per_row, "max_deviation_from_mean": round(spread, 3)}
@@ -277,17 +279,13 @@ def _linearity(runs: list[exports.Run], sizes: list[int]) -> dict[str, Any]:
 
 def _memory(runs: list[exports.Run], small: int, large: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+
+    def peak(fmt: str, books: int) -> float | None:
+        peaks = [r.peak_rss_mib or 0 for r in runs if r.kind == fmt and r.books == books]
+        return max(peaks) if peaks else None
+
     for fmt in ("csv", "json", "md"):
-        small_peak = (
-            max((r.peak_rss_mib or 0) for r in runs if r.kind == fmt and r.books == small)
-            if any(r.kind == fmt and r.books == small for r in runs)
-            else None
-        )
-        large_peak = (
-            max((r.peak_rss_mib or 0) for r in runs if r.kind == fmt and r.books == large)
-            if any(r.kind == fmt and r.books == large for r in runs)
-            else None
-        )
+        small_peak, large_peak = peak(fmt, small), peak(fmt, large)
         if small_peak and large_peak:
             out[fmt] = {
                 f"peak_mib_{small}": round(small_peak, 1),
@@ -297,20 +295,7 @@ def _memory(runs: list[exports.Run], small: int, large: int) -> dict[str, Any]:
     return out
 
 
-async def _object_key(url: str, export_id: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        key: str = await conn.fetchval(
-            "SELECT object_key FROM exports.exports WHERE id = $1::uuid", export_id
-        )
-    finally:
-        await conn.close()
-    return key
-
-
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

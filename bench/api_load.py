@@ -16,12 +16,11 @@ import statistics
 import time
 import uuid
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 import httpx
 
-from bench.env import EXPORTS_URL, Services
+from bench.env import EXPORTS_URL, Services, stamp_seconds, wait_for
 
 # Relative weights of the operations each client picks from.
 MIX = {"create": 1, "list": 3, "get": 3, "fields": 2, "healthz": 2}
@@ -139,14 +138,8 @@ def create_to_running(
             created = client.post(EXPORTS_URL, json=body)
             created.raise_for_status()
             export_id = created.json()["id"]
-            while True:
-                body_now = client.get(f"{EXPORTS_URL}/{export_id}").json()
-                if body_now["status"] in ("completed", "failed", "cancelled"):
-                    break
-                time.sleep(0.05)
-            start = datetime.fromisoformat(body_now["startedAt"].replace("Z", "+00:00"))
-            made = datetime.fromisoformat(body_now["createdAt"].replace("Z", "+00:00"))
-            latencies.append((start - made).total_seconds())
+            done = wait_for(client, export_id, timeout=60, interval=0.05)
+            latencies.append(stamp_seconds(done["startedAt"]) - stamp_seconds(done["createdAt"]))
             client.delete(f"{EXPORTS_URL}/{export_id}")
             time.sleep(0.3)  # idle between creates
     return {

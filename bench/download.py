@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 import uuid
 from typing import Any
@@ -66,8 +67,8 @@ def measure(
         seconds, got = via_api(services, user_id, done["id"])
         assert got == size, (got, size)
         api_runs.append(seconds)
-    api_median = sorted(api_runs)[len(api_runs) // 2]
-    direct_median = sorted(direct_runs)[len(direct_runs) // 2]
+    api_median = statistics.median(api_runs)
+    direct_median = statistics.median(direct_runs)
     return {
         "bytes": size,
         "api_mb_per_second_median": round(size / api_median / 1e6, 1),

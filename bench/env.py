@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
@@ -13,6 +12,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,6 @@ class Stack:
             server.stop()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def database_url(self, name: str) -> str:
-        return self.pg.url.rsplit("/", 1)[0] + "/" + name
 
     def store(self) -> Minio:
         return Minio(
@@ -230,6 +227,11 @@ def reset_peak_rss(pid: int) -> None:
 EXPORTS_URL = "/api/v1/user/exports/series"
 
 
+def stamp_seconds(stamp: str) -> float:
+    """An ExportDto timestamp (RFC 3339, ``Z``) as POSIX seconds."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def wait_for(
     client: httpx.Client, export_id: str, timeout: float = 900, interval: float = 0.1
 ) -> dict[str, Any]:
@@ -241,7 +243,3 @@ def wait_for(
             return body
         time.sleep(interval)
     raise RuntimeError(f"export {export_id} did not end: {body}")
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)

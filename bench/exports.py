@@ -25,7 +25,16 @@ from typing import Any
 
 import asyncpg
 
-from bench.env import BUCKET, EXPORTS_URL, Services, Stack, peak_rss_mib, reset_peak_rss, wait_for
+from bench.env import (
+    BUCKET,
+    EXPORTS_URL,
+    Services,
+    Stack,
+    peak_rss_mib,
+    reset_peak_rss,
+    stamp_seconds,
+    wait_for,
+)
 from services.cli.synthetic import SyntheticCatalog
 from services.worker import catalog, fast
 from shared import object_store
@@ -105,20 +114,10 @@ def measure_export(
         peak = peak_rss_mib(worker.pid)
         if done["status"] != "completed":
             raise RuntimeError(f"export ended {done['status']}: {done.get('error')}")
-        seconds = _seconds(done["completedAt"]) - _seconds(done["startedAt"])
+        seconds = stamp_seconds(done["completedAt"]) - stamp_seconds(done["startedAt"])
         if not keep:
             client.delete(f"{EXPORTS_URL}/{done['id']}").raise_for_status()
     return Run(fmt, synthetic.books, seconds, done["rowCount"], done["fileSizeBytes"], peak), done
-
-
-def _seconds(stamp: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def summarize(runs: list[Run], kind: str, books: int) -> dict[str, Any]:
@@ -127,9 +126,11 @@ def summarize(runs: list[Run], kind: str, books: int) -> dict[str, Any]:
         return {}
     out: dict[str, Any] = {
         "runs": len(chosen),
-        "seconds_median": round(median([r.seconds for r in chosen]), 3),
-        "rows_per_second_median": round(median([r.rows_per_second for r in chosen])),
-        "mb_per_second_median": round(median([r.bytes / r.seconds / 1e6 for r in chosen]), 1),
+        "seconds_median": round(statistics.median([r.seconds for r in chosen]), 3),
+        "rows_per_second_median": round(statistics.median([r.rows_per_second for r in chosen])),
+        "mb_per_second_median": round(
+            statistics.median([r.bytes / r.seconds / 1e6 for r in chosen]), 1
+        ),
         "bytes": chosen[0].bytes,
         "rows": chosen[0].rows,
         "seconds_all": [round(r.seconds, 2) for r in chosen],
