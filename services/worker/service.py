@@ -166,59 +166,57 @@ async def _write_sections(
         cols = field_catalog.columns(keys, known)
         await write(encoder.start_section(kind, cols))
         progress.check()
+        on_rows = _batch_meter(row.format, progress)
         done: int | None = 0
         if renderer == "database":
-            done = await _render_in_database(
-                conn, row.format, kind, keys, known, scope, encoder, write, progress
-            )
+            labels = {c.key: c.label for c in cols}
+            plan = fast.plan(kind, keys, fast.as_format(row.format), labels)
+            done = await _render_in_database(conn, plan, scope, encoder, write, on_rows)
         if done is not None:
             batches: AsyncIterator[list[dict[str, Any]]] = (
                 catalog.series_batches if kind == "series" else catalog.book_batches
             )(conn, scope, keys, batch_rows, skip=done)
-            mark = time.perf_counter()
             async for batch in batches:
                 progress.check()
                 await write(b"".join([encoder.row(r) for r in batch]))
-                progress.advance(len(batch))
-                # Fetch, render and hand to the upload, from the end of the previous batch.
-                now = time.perf_counter()
-                metrics.observe_batch(row.format, now - mark)
-                mark = now
+                on_rows(len(batch))
         await write(encoder.end_section())
     await write(encoder.end())
 
 
-async def _render_in_database(
-    conn: asyncpg.Connection,
-    fmt: str,
-    kind: Kind,
-    keys: list[str],
-    known: tuple[field_catalog.Field, ...],
-    scope: catalog.Scope,
-    encoder: Encoder,
-    write: Callable[[bytes], Any],
-    progress: Progress,
-) -> int | None:
-    """One section rendered by PostgreSQL: None when done, else the rows written so far.
-
-    A value the database declines (``fast.Declined``) rolls back to a savepoint, so the
-    snapshot is kept, and the reference renderer goes on from the first row not yet written.
-    """
-
+def _batch_meter(fmt: str, progress: Progress) -> Callable[[int], None]:
+    """What follows every batch written, on either path: progress, the batch metric (fetch,
+    render and hand to the upload, since the previous batch; one COPY chunk is the database
+    path's batch) and the cancel check (a cancel aborts a COPY at once)."""
     mark = time.perf_counter()
 
     def on_rows(count: int) -> None:
         nonlocal mark
         progress.advance(count)
         now = time.perf_counter()
-        metrics.observe_batch(fmt, now - mark)  # one COPY chunk is this path's batch
+        metrics.observe_batch(fmt, now - mark)
         mark = now
-        progress.check()  # a cancel aborts the COPY at once
+        progress.check()
 
-    section = fast.plan(kind, keys, fast.as_format(fmt), {f.key: f.label for f in known})
+    return on_rows
+
+
+async def _render_in_database(
+    conn: asyncpg.Connection,
+    plan: fast.Plan,
+    scope: catalog.Scope,
+    encoder: Encoder,
+    write: Callable[[bytes], Any],
+    on_rows: Callable[[int], None],
+) -> int | None:
+    """One section rendered by PostgreSQL: None when done, else the rows written so far.
+
+    A value the database declines (``fast.Declined``) rolls back to a savepoint, so the
+    snapshot is kept, and the reference renderer goes on from the first row not yet written.
+    """
     try:
         async with conn.transaction():
-            await fast.copy_section(conn, section, scope, encoder, write, on_rows)
+            await fast.copy_section(conn, plan, scope, encoder, write, on_rows)
     except fast.Declined as declined:
         log.info("rows from %d on rendered in Python: a value the database declined", declined.rows)
         return declined.rows
