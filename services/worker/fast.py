@@ -121,19 +121,19 @@ _E05 = lit(r"^(-?)([0-9])\.?([0-9]*)e-05$")
 _E05_FIXED = lit(r"\10.0000\2\3")  # sign, "0.0000", the digits
 
 
-def _time(x: str, *, quoted: bool = False) -> str:
+def _time(x: str) -> str:
     """RFC 3339 in UTC with ``Z``, microseconds only when non-zero (``encoders.rfc3339``).
 
     From the ISO text of the UTC timestamp (``DateStyle`` ISO, set by the caller):
     ``YYYY-MM-DD HH:MM:SS`` and, when non-zero, a fraction without its trailing zeros, which
-    ``rpad`` restores to six digits. ``quoted`` adds the JSON string's quotes. Outside years 1
+    ``rpad`` restores to six digits. Outside years 1
     to 9999 (and for ±infinity) asyncpg gives Python no aware datetime: such a value is left to
     the reference renderer.
     """
     text = f"(({x}) AT TIME ZONE 'UTC')::text"
     padded = f"CASE WHEN length({text}) = 19 THEN {text} ELSE rpad({text}, 26, '0') END"
     iso = f"replace({padded}, ' ', 'T')"
-    rendered = f"""'"' || {iso} || 'Z"'""" if quoted else f"{iso} || 'Z'"
+    rendered = f"{iso} || 'Z'"
     return (
         f"CASE WHEN {x} >= '0001-01-01 00:00:00+00'::timestamptz"
         f" AND {x} < '10000-01-01 00:00:00+00'::timestamptz THEN {rendered}"
@@ -323,7 +323,8 @@ def _json_value(column: RawColumn, c: list[str]) -> tuple[str, str, str]:
     if kind == "bool":
         return "", f"({v})::text", absent
     if kind == "float":
-        return "", _float(v, json=True), f"{absent} OR {_NOT_FINITE.format(v=v)}"
+        # NaN and ±Infinity render as NULL, and ``key || NULL`` drops the key with them.
+        return "", _float(v, json=True), absent
     if kind == "time":
         return '"', f"{_time(v)} || '\"'", absent
     if kind == "names":
