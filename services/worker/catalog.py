@@ -268,6 +268,7 @@ _EXTRA_CTES = {"scoped_books": _SCOPED_BOOKS}
 # Series
 
 _RATING_ORDER = f"{_agg_order('e.source_name')}, e.rating, e.vote_count NULLS LAST"
+_ALT_TITLE_ORDER = f"{_agg_order('a.label')}, {_agg_order('a.title')}"
 
 _SERIES_JOINS: dict[str, _Join] = {
     "library": _Join("LEFT JOIN libraries l ON l.id = s.library_id"),
@@ -302,13 +303,13 @@ _SERIES_JOINS: dict[str, _Join] = {
         f"""LEFT JOIN (
         SELECT a.series_id AS id,
                array_agg(ROW(a.label, a.title)
-                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS items,
+                         ORDER BY {_ALT_TITLE_ORDER}) AS items,
                -- The same items as parallel arrays, for the database renderer. Items that tie
                -- on every sort key are equal, so the three sorts agree.
                array_agg(a.label
-                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS labels,
+                         ORDER BY {_ALT_TITLE_ORDER}) AS labels,
                array_agg(a.title
-                         ORDER BY {_agg_order("a.label")}, {_agg_order("a.title")}) AS titles
+                         ORDER BY {_ALT_TITLE_ORDER}) AS titles
         FROM series_alternate_titles a
         WHERE a.series_id IN (SELECT id FROM visible)
         GROUP BY a.series_id

@@ -315,8 +315,9 @@ class MarkdownEncoder:
         self._bullets: list[tuple[str, str]] = []
 
     def _block(self, text: str) -> bytes:
+        separator = self.separator()
         self._blocks += 1
-        return (text if self._blocks == 1 else "\n" + text).encode()
+        return separator + text.encode()
 
     def start(self) -> bytes:
         return b""
