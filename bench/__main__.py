@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     print("starting PostgreSQL, NATS and SeaweedFS ...", flush=True)
     stack = Stack.start(keep=args.keep)
     services: Services | None = None
-    others: list[Services] = []
+    systems: dict[int, Services] = {}  # by catalog size
     try:
         (main_series, main_books), linear = _sizes(quick)
         # Each catalog size in its own database, so an export's cost is its own (in one shared
@@ -124,50 +124,43 @@ def main(argv: list[str] | None = None) -> int:
                     )
             results["exports"] = _export_figures(runs, main_books)
 
+        # One system (api + worker) per catalog size. One NATS stream serves them all, so only
+        # one worker may consume it at a time: switching sizes stops every other worker.
+        systems[main_books] = services
+
+        def system_for(books: int) -> Services:
+            if books not in systems:
+                systems[books] = Services(stack, urls[books], stack.root / f"logs-{books}")
+                systems[books].start("api")
+            return systems[books]
+
+        def stop_workers() -> None:
+            for system in systems.values():
+                for key in [k for k in system.processes if k != "api"]:
+                    system.stop(key)
+
         if "linear" not in skip:
             for _series, books in linear:
                 if books == main_books and "exports" not in skip:
                     continue  # measured above
-                if books == main_books:
-                    target = services
-                else:
-                    # One NATS stream for all: only one worker may consume it at a time.
-                    for system in (services, *others):
-                        if "worker" in system.processes:
-                            system.stop("worker")
-                    target = Services(stack, urls[books], stack.root / f"logs-{books}")
-                    others.append(target)
-                    target.start("api")
+                target = system_for(books)
+                if "worker" not in target.processes:
+                    stop_workers()
                     target.start("worker")
                     exports.measure_export(target, catalogs[books], "csv")  # warm-up
                 for _ in range(args.reps):
                     run, _ = exports.measure_export(target, catalogs[books], "csv")
                     runs.append(run)
                     print(f"  linear {books:>9,} csv {run.seconds:7.2f} s", flush=True)
-            for other in others:
-                if "worker" in other.processes:
-                    other.stop("worker")
-            if "worker" not in services.processes:
-                services.start("worker")
             results["linearity"] = _linearity(runs, [b for _, b in linear])
 
         if "memory" not in skip:
             # Peak RSS of a fresh worker process running one export, smallest and largest size.
             smallest = linear[0][1]
             memory_runs: list[exports.Run] = []
+            stop_workers()
             for books in (smallest, main_books):
-                target = (
-                    services
-                    if books == main_books
-                    else next((o for o in others if o.database_url == urls[books]), None)
-                )
-                if target is None:
-                    target = Services(stack, urls[books], stack.root / f"logs-{books}")
-                    others.append(target)
-                    target.start("api")
-                for system in (services, *others):
-                    if "worker" in system.processes:
-                        system.stop("worker")
+                target = system_for(books)
                 for fmt in ("csv", "json", "md"):
                     target.start("worker", "memory-worker")
                     run, _ = exports.measure_export(
@@ -179,10 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"  memory {books:>9,} {fmt:4s} fresh worker peak {run.peak_rss_mib:.0f} MiB",
                         flush=True,
                     )
-            services.start("worker")
             results["memory"] = _memory(memory_runs, smallest, main_books)
-        for other in others:
-            other.stop_all()
+        for books, system in systems.items():
+            if books != main_books:
+                system.stop_all()
+        if "worker" not in services.processes:
+            services.start("worker")
 
         if "download" not in skip:
             _, done = exports.measure_export(services, main, "csv", keep=True)
@@ -219,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             results["scale_out"] = scale.measure(services, users, small.library_id, scale_count)
             print(f"  scale-out {results['scale_out']}", flush=True)
     finally:
-        for other in others:
-            other.stop_all()
+        for system in systems.values():
+            system.stop_all()
         if services is not None:
             services.stop_all()
         stack.stop()
