@@ -4,15 +4,18 @@
 tables, after ``migrate``) first revokes every table privilege the roles hold in the exports
 and catalog schemas, then grants:
 
-- api: SELECT on the catalog tables it reads (libraries, users, user_library_access) and
-  SELECT, INSERT, UPDATE, DELETE on the exports schema's tables (exports, idempotency keys,
-  API keys).
-- worker: SELECT on the catalog tables an export reads (never ``users``), and SELECT, UPDATE,
-  DELETE on ``exports.exports`` — UPDATE to claim, beat and complete a run, DELETE because it
-  evicts the exports over a cap right after a completion (the janitor's sweep does the same).
+- api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys) and SELECT,
+  INSERT, UPDATE, DELETE on the exports schema's tables (exports, idempotency keys, its own API
+  keys, library access).
+- worker: SELECT on the catalog tables an export reads (never ``users`` or ``api_keys``) and on
+  ``exports.user_library_access``, and SELECT, UPDATE, DELETE on ``exports.exports`` — UPDATE to
+  claim, beat and complete a run, DELETE because it evicts the exports over a cap right after a
+  completion (the janitor's sweep does the same).
 - janitor: SELECT, UPDATE, DELETE on ``exports.exports`` and nothing in the catalog.
 
 Nobody but the owner may write a catalog table, create objects, or read the migrations table.
+The table lists are ``shared.codex_tables``'s. A role that owns a catalog table (Codex's own
+role) is refused: revoking its privileges would take them from Codex.
 """
 
 from __future__ import annotations
@@ -25,39 +28,15 @@ from typing import Any
 
 import asyncpg
 
+from shared import codex_tables
+
 EXPORTS_SCHEMA = "exports"
 DEFAULT_CATALOG_SCHEMA = "public"
 
-API_CATALOG_TABLES = ("libraries", "users", "user_library_access")
-# Every table services/worker/catalog.py reads: visibility, rows and their multi-value fields.
-WORKER_CATALOG_TABLES = (
-    "libraries",
-    "user_library_access",
-    "series",
-    "series_metadata",
-    "books",
-    "book_metadata",
-    "genres",
-    "tags",
-    "series_genres",
-    "series_tags",
-    "book_genres",
-    "book_tags",
-    "series_alternate_titles",
-    "collections",
-    "collection_series",
-    "read_lists",
-    "read_list_books",
-    "series_external_ratings",
-    "user_series_ratings",
-    "read_progress",
-    "series_sharing_tags",
-    "user_sharing_tags",
-    "access_group_sharing_tags",
-    "user_access_groups",
-)
+API_CATALOG_TABLES = codex_tables.API_TABLES
+WORKER_CATALOG_TABLES = codex_tables.WORKER_TABLES
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
-API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys")
+API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys", "user_library_access")
 RUNNER_EXPORTS_PRIVILEGES = ("SELECT", "UPDATE", "DELETE")
 
 
@@ -114,6 +93,7 @@ def grant_statements(roles: Roles, *, catalog_schema: str = DEFAULT_CATALOG_SCHE
             grants += [
                 f"GRANT SELECT ON {table(catalog, t)} TO {who}" for t in WORKER_CATALOG_TABLES
             ]
+            grants.append(f"GRANT SELECT ON {table(exports, 'user_library_access')} TO {who}")
             grants.append(
                 f"GRANT {', '.join(RUNNER_EXPORTS_PRIVILEGES)}"
                 f" ON {table(exports, 'exports')} TO {who}"
@@ -133,8 +113,25 @@ def _by_service(roles: Roles) -> list[tuple[str, str | None]]:
 async def apply_grants(
     conn: asyncpg.Connection, roles: Roles, *, catalog_schema: str = DEFAULT_CATALOG_SCHEMA
 ) -> list[str]:
-    """Run :func:`grant_statements` in one transaction; return the statements run."""
+    """Run :func:`grant_statements` in one transaction; return the statements run.
+
+    Raises ValueError, before anything runs, when a role owns a table of the catalog schema.
+    """
     statements = grant_statements(roles, catalog_schema=catalog_schema)
+    named = [role for _, role in _by_service(roles) if role is not None]
+    owners = await conn.fetch(
+        "SELECT DISTINCT pg_get_userbyid(c.relowner) AS owner FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm')"
+        " AND pg_get_userbyid(c.relowner) = ANY($2::text[])",
+        catalog_schema,
+        named,
+    )
+    if owners:
+        raise ValueError(
+            f"role {owners[0]['owner']} owns tables of schema {catalog_schema} (Codex's own role?):"
+            " give each service a role of its own"
+        )
     async with conn.transaction():
         for statement in statements:
             await conn.execute(statement)
@@ -186,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         url = Settings().database_url
     try:
         statements = asyncio.run(_grant(url, roles, args.catalog_schema))
-    except (OSError, asyncpg.PostgresError) as err:
+    except (OSError, ValueError, asyncpg.PostgresError) as err:
         print(f"grant failed: {err}", file=sys.stderr)
         return 1
     print(f"granted: {len(statements)} statements applied")

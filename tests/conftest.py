@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 
 from services.cli import servers
+from shared.codex_tables import insert_rows
 from shared.migrate import create_migrated_database
 
 
@@ -133,10 +134,18 @@ async def new_user(
     """A fresh user with no grants (sees every library), so tests never share limits or lists."""
     conn = await asyncpg.connect(database_url)
     try:
-        user_id: uuid.UUID = await conn.fetchval(
-            "INSERT INTO users (username, password_hash, role) VALUES ($1, '', $2) RETURNING id",
-            username or "user-" + uuid.uuid4().hex[:10],
-            role,
+        user_id = uuid.uuid4()
+        await insert_rows(
+            conn,
+            "users",
+            [
+                {
+                    "id": user_id,
+                    "username": username or "user-" + uuid.uuid4().hex[:10],
+                    "password_hash": "",
+                    "role": role,
+                }
+            ],
         )
     finally:
         await conn.close()

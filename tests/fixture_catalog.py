@@ -47,10 +47,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+
+from shared.codex_tables import insert_rows
 
 PASSWORD = "fixture-password"
 # argon2id hash of PASSWORD, computed once so building the fixture costs no hashing time.
@@ -150,7 +153,8 @@ class _Series:
     path: str
     created: datetime
     updated: datetime
-    # series_metadata row, or None for a series without one.
+    # series_metadata row, or None for a series without one (Codex writes both rows of a new
+    # series, but an export can run between the two writes of a scan).
     meta: dict[str, Any] | None = None
     genres: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -193,7 +197,7 @@ SERIES = [
         collections=("DC Classics", "best of", "Ended series"),
         alternate_titles=(
             ("ja", "バットマン: イヤーワン"),
-            ("en", "Year One"),
+            ("English", "Year One"),
             ("en", "Batman - Year One"),
         ),
         external=(("ComicVine", 88.5, 1200), ("AniList", 90, None)),
@@ -321,7 +325,7 @@ class _Book:
     series: str
     file_name: str
     file_size: int = 1_000_000
-    format: str | None = "cbz"
+    format: str = "cbz"
     page_count: int = 48
     deleted: bool = False
     # book_metadata row, or None for a book without one.
@@ -422,7 +426,7 @@ BOOKS = [
         8,
         "hostile",
         "hostile.cbz",
-        format=None,
+        format="",
         meta={
             "title": "-2 <b>bold</b>\nsecond line",
             "number": "1",
@@ -568,190 +572,244 @@ async def build(conn: asyncpg.Connection) -> Fixture:
     return FIXTURE
 
 
+async def _insert(conn: asyncpg.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    # Codex's NOT NULL columns the fixture does not care about (ids of link rows, timestamps,
+    # normalized names) are filled as Codex fills them, at the fixture's first day.
+    await insert_rows(conn, table, rows, now=at(1))
+
+
 async def _insert_reference_data(conn: asyncpg.Connection) -> None:
     f = FIXTURE
-    await conn.executemany(
-        "INSERT INTO libraries (id, name, path, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $4)",
-        [(lid, name, f"/{key}", at(1)) for key, (lid, name) in LIBRARIES.items()],
+    await _insert(
+        conn,
+        "libraries",
+        [{"id": lid, "name": name, "path": f"/{key}"} for key, (lid, name) in LIBRARIES.items()],
     )
-    await conn.executemany(
-        "INSERT INTO users (id, username, password_hash, role, created_at) VALUES ($1,$2,$3,$4,$5)",
-        [(u.id, u.username, PASSWORD_HASH, u.role, at(1)) for u in USERS.values()],
+    await _insert(
+        conn,
+        "users",
+        [
+            {"id": u.id, "username": u.username, "password_hash": PASSWORD_HASH, "role": u.role}
+            for u in USERS.values()
+        ],
     )
-    await conn.executemany(
-        "INSERT INTO sharing_tags (id, name) VALUES ($1, $2)",
-        [(tid, name) for name, tid in SHARING_TAGS.items()],
+    await _insert(
+        conn, "sharing_tags", [{"id": tid, "name": name} for name, tid in SHARING_TAGS.items()]
     )
-    await conn.executemany(
-        "INSERT INTO access_groups (id, name) VALUES ($1, $2)",
-        [(gid, name) for name, gid in ACCESS_GROUPS.items()],
+    await _insert(
+        conn, "access_groups", [{"id": gid, "name": name} for name, gid in ACCESS_GROUPS.items()]
     )
-    await conn.executemany(
-        "INSERT INTO access_group_sharing_tags (access_group_id, sharing_tag_id, access_mode)"
-        " VALUES ($1, $2, $3)",
-        [(ACCESS_GROUPS[g], SHARING_TAGS[t], mode) for g, t, mode in GROUP_GRANTS],
+    await _insert(
+        conn,
+        "access_group_sharing_tags",
+        [
+            {
+                "access_group_id": ACCESS_GROUPS[g],
+                "sharing_tag_id": SHARING_TAGS[t],
+                "access_mode": mode,
+            }
+            for g, t, mode in GROUP_GRANTS
+        ],
     )
-    await conn.executemany(
-        "INSERT INTO user_access_groups (user_id, access_group_id) VALUES ($1, $2)",
-        [(USERS[u].id, ACCESS_GROUPS[g]) for u, g in GROUP_MEMBERS],
+    await _insert(
+        conn,
+        "user_access_groups",
+        [{"user_id": USERS[u].id, "access_group_id": ACCESS_GROUPS[g]} for u, g in GROUP_MEMBERS],
     )
-    await conn.executemany(
-        "INSERT INTO user_sharing_tags (user_id, sharing_tag_id, access_mode) VALUES ($1, $2, $3)",
-        [(USERS[u].id, SHARING_TAGS[t], mode) for u, t, mode in USER_GRANTS],
+    await _insert(
+        conn,
+        "user_sharing_tags",
+        [
+            {"user_id": USERS[u].id, "sharing_tag_id": SHARING_TAGS[t], "access_mode": mode}
+            for u, t, mode in USER_GRANTS
+        ],
     )
+    # This product's own table (exports schema), not one of Codex's.
     await conn.executemany(
-        "INSERT INTO user_library_access (user_id, library_id) VALUES ($1, $2)",
+        "INSERT INTO exports.user_library_access (user_id, library_id) VALUES ($1, $2)",
         [(USERS[u].id, f.libraries[lib]) for u, lib in LIBRARY_ACCESS],
     )
-    await conn.executemany(
-        "INSERT INTO genres (id, name) VALUES ($1, $2)", [(i, n) for n, i in GENRES.items()]
+    await _insert(conn, "genres", [{"id": i, "name": n} for n, i in GENRES.items()])
+    await _insert(conn, "tags", [{"id": i, "name": n} for n, i in TAGS.items()])
+    await _insert(
+        conn,
+        "collections",
+        [{"id": cid, "name": name, "condition": cond} for name, (cid, cond) in COLLECTIONS.items()],
     )
-    await conn.executemany(
-        "INSERT INTO tags (id, name) VALUES ($1, $2)", [(i, n) for n, i in TAGS.items()]
-    )
-    await conn.executemany(
-        "INSERT INTO collections (id, name, condition) VALUES ($1, $2, $3::jsonb)",
-        [(cid, name, cond) for name, (cid, cond) in COLLECTIONS.items()],
-    )
-    await conn.executemany(
-        "INSERT INTO read_lists (id, name) VALUES ($1, $2)",
-        [(rid, name) for name, rid in READ_LISTS.items()],
+    await _insert(
+        conn, "read_lists", [{"id": rid, "name": name} for name, rid in READ_LISTS.items()]
     )
 
 
-_SERIES_META_COLUMNS = (
-    "title",
-    "title_sort",
-    "summary",
-    "publisher",
-    "status",
-    "language",
-    "year",
-    "total_volume_count",
-    "total_chapter_count",
-    "authors_json",
-)
+def _decimal(value: float | str | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 async def _insert_series(conn: asyncpg.Connection) -> None:
     f = FIXTURE
-    await conn.executemany(
-        "INSERT INTO series (id, library_id, path, name, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+    await _insert(
+        conn,
+        "series",
         [
-            (f.series[s.key], f.libraries[s.library], s.path, s.name, s.created, s.updated)
+            {
+                "id": f.series[s.key],
+                "library_id": f.libraries[s.library],
+                "path": s.path,
+                "name": s.name,
+                "created_at": s.created,
+                "updated_at": s.updated,
+            }
             for s in SERIES
         ],
     )
-    placeholders = ", ".join(f"${i}" for i in range(2, len(_SERIES_META_COLUMNS) + 2))
-    await conn.executemany(
-        f"INSERT INTO series_metadata (series_id, {', '.join(_SERIES_META_COLUMNS)})"
-        f" VALUES ($1, {placeholders})",
+    await _insert(
+        conn,
+        "series_metadata",
         [
-            (f.series[s.key], *(s.meta.get(c) for c in _SERIES_META_COLUMNS))
+            {
+                "series_id": f.series[s.key],
+                # A status left out is NULL (none known), not the column's default 'ongoing'.
+                "status": None,
+                **s.meta,
+                "created_at": s.created,
+                "updated_at": s.updated,
+            }
             for s in SERIES
             if s.meta is not None
         ],
     )
-    links: list[tuple[str, list[tuple[Any, ...]]]] = [
+    links: list[tuple[str, list[dict[str, Any]]]] = [
         (
-            "INSERT INTO series_genres (series_id, genre_id) VALUES ($1, $2)",
-            [(f.series[s.key], GENRES[g]) for s in SERIES for g in s.genres],
-        ),
-        (
-            "INSERT INTO series_tags (series_id, tag_id) VALUES ($1, $2)",
-            [(f.series[s.key], TAGS[t]) for s in SERIES for t in s.tags],
-        ),
-        (
-            "INSERT INTO series_sharing_tags (series_id, sharing_tag_id) VALUES ($1, $2)",
-            [(f.series[s.key], SHARING_TAGS[t]) for s in SERIES for t in s.sharing],
-        ),
-        (
-            "INSERT INTO collection_series (collection_id, series_id) VALUES ($1, $2)",
-            [(COLLECTIONS[c][0], f.series[s.key]) for s in SERIES for c in s.collections],
-        ),
-        (
-            "INSERT INTO series_alternate_titles (series_id, label, title) VALUES ($1, $2, $3)",
-            [(f.series[s.key], lab, t) for s in SERIES for lab, t in s.alternate_titles],
-        ),
-        (
-            "INSERT INTO series_external_ratings (series_id, source_name, rating, vote_count)"
-            " VALUES ($1, $2, $3::numeric, $4)",
-            [(f.series[s.key], src, str(r), v) for s in SERIES for src, r, v in s.external],
-        ),
-        (
-            "INSERT INTO user_series_ratings (user_id, series_id, rating, notes)"
-            " VALUES ($1, $2, $3, $4)",
+            "series_genres",
             [
-                (USERS[u].id, f.series[s.key], rating, notes)
+                {"series_id": f.series[s.key], "genre_id": GENRES[g]}
+                for s in SERIES
+                for g in s.genres
+            ],
+        ),
+        (
+            "series_tags",
+            [{"series_id": f.series[s.key], "tag_id": TAGS[t]} for s in SERIES for t in s.tags],
+        ),
+        (
+            "series_sharing_tags",
+            [
+                {"series_id": f.series[s.key], "sharing_tag_id": SHARING_TAGS[t]}
+                for s in SERIES
+                for t in s.sharing
+            ],
+        ),
+        (
+            "collection_series",
+            [
+                {"collection_id": COLLECTIONS[c][0], "series_id": f.series[s.key], "position": n}
+                for s in SERIES
+                for n, c in enumerate(s.collections)
+            ],
+        ),
+        (
+            "series_alternate_titles",
+            [
+                {"series_id": f.series[s.key], "label": lab, "title": t}
+                for s in SERIES
+                for lab, t in s.alternate_titles
+            ],
+        ),
+        (
+            "series_external_ratings",
+            [
+                {
+                    "series_id": f.series[s.key],
+                    "source_name": src,
+                    "rating": _decimal(r),
+                    "vote_count": v,
+                }
+                for s in SERIES
+                for src, r, v in s.external
+            ],
+        ),
+        (
+            "user_series_ratings",
+            [
+                {
+                    "user_id": USERS[u].id,
+                    "series_id": f.series[s.key],
+                    "rating": rating,
+                    "notes": notes,
+                }
                 for s in SERIES
                 for u, (rating, notes) in s.ratings.items()
             ],
         ),
     ]
-    for sql, rows in links:
-        await conn.executemany(sql, rows)
+    for table, rows in links:
+        await _insert(conn, table, rows)
 
 
 async def _insert_books(conn: asyncpg.Connection) -> None:
     f = FIXTURE
-    await conn.executemany(
-        "INSERT INTO books (id, series_id, library_id, path, file_name, file_size, format,"
-        " page_count, deleted, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    await _insert(
+        conn,
+        "books",
         [
-            (
-                f.books[b.key],
-                f.series[b.series],
-                f.libraries[_SERIES_BY_KEY[b.series].library],
-                f"{_SERIES_BY_KEY[b.series].path or '/manga/Zeta'}/{b.file_name}",
-                b.file_name,
-                b.file_size,
-                b.format,
-                b.page_count,
-                b.deleted,
-                at(20, 10, b.n),
-                at(21, 10, b.n),
-            )
+            {
+                "id": f.books[b.key],
+                "series_id": f.series[b.series],
+                "library_id": f.libraries[_SERIES_BY_KEY[b.series].library],
+                "path": f"{_SERIES_BY_KEY[b.series].path or '/manga/Zeta'}/{b.file_name}",
+                "file_name": b.file_name,
+                "file_size": b.file_size,
+                "format": b.format,
+                "page_count": b.page_count,
+                "deleted": b.deleted,
+                "created_at": at(20, 10, b.n),
+                "updated_at": at(21, 10, b.n),
+            }
             for b in BOOKS
         ],
     )
-    await conn.executemany(
-        "INSERT INTO book_metadata (book_id, title, number, summary, publisher, language_iso,"
-        " year, authors_json) VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8)",
+    await _insert(
+        conn,
+        "book_metadata",
         [
-            (
-                f.books[b.key],
-                b.meta.get("title"),
-                b.meta.get("number"),
-                b.meta.get("summary"),
-                b.meta.get("publisher"),
-                b.meta.get("language_iso"),
-                b.meta.get("year"),
-                b.meta.get("authors_json"),
-            )
+            {"book_id": f.books[b.key], **b.meta, "number": _decimal(b.meta.get("number"))}
             for b in BOOKS
             if b.meta is not None
         ],
     )
-    await conn.executemany(
-        "INSERT INTO book_genres (book_id, genre_id) VALUES ($1, $2)",
-        [(f.books[b.key], GENRES[g]) for b in BOOKS for g in b.genres],
+    await _insert(
+        conn,
+        "book_genres",
+        [{"book_id": f.books[b.key], "genre_id": GENRES[g]} for b in BOOKS for g in b.genres],
     )
-    await conn.executemany(
-        "INSERT INTO book_tags (book_id, tag_id) VALUES ($1, $2)",
-        [(f.books[b.key], TAGS[t]) for b in BOOKS for t in b.tags],
+    await _insert(
+        conn,
+        "book_tags",
+        [{"book_id": f.books[b.key], "tag_id": TAGS[t]} for b in BOOKS for t in b.tags],
     )
-    await conn.executemany(
-        "INSERT INTO read_list_books (read_list_id, book_id) VALUES ($1, $2)",
-        [(READ_LISTS[r], f.books[b.key]) for b in BOOKS for r in b.read_lists],
-    )
-    await conn.executemany(
-        "INSERT INTO read_progress (user_id, book_id, current_page, progress_percentage,"
-        " completed, completed_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    await _insert(
+        conn,
+        "read_list_books",
         [
-            (USERS[u].id, f.books[b.key], page, pct, done, done_at, at(70))
+            {"read_list_id": READ_LISTS[r], "book_id": f.books[b.key], "position": b.n}
+            for b in BOOKS
+            for r in b.read_lists
+        ],
+    )
+    await _insert(
+        conn,
+        "read_progress",
+        [
+            {
+                "user_id": USERS[u].id,
+                "book_id": f.books[b.key],
+                "current_page": page,
+                "progress_percentage": pct,
+                "completed": done,
+                "completed_at": done_at,
+                "started_at": at(60),
+                "updated_at": at(70),
+            }
             for b in BOOKS
             for u, (page, pct, done, done_at) in b.progress.items()
         ],

@@ -6,12 +6,9 @@ from uuid import UUID
 
 import asyncpg
 
-_READABLE = (
-    "SELECT l.id, l.name FROM libraries l WHERE"
-    " (NOT EXISTS (SELECT 1 FROM user_library_access a WHERE a.user_id = $1)"
-    "  OR EXISTS (SELECT 1 FROM user_library_access a"
-    "   WHERE a.user_id = $1 AND a.library_id = l.id))"
-)
+from shared import library_access
+
+_READABLE = "SELECT l.id, l.name FROM libraries l WHERE " + library_access.readable("l.id", "$1")
 
 
 async def readable_libraries(pool: asyncpg.Pool, user_id: UUID) -> list[tuple[UUID, str]]:

@@ -26,6 +26,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 from argon2 import PasswordHasher
 
+from shared.codex_tables import insert_rows
+
 DEMO_SIGN_IN: list[tuple[str, str]] = [("demo", "demo"), ("reader", "reader")]
 
 # Codex hashes with the Rust `argon2` crate's defaults (Argon2id, m=19 MiB, t=2, p=1); the same
@@ -77,8 +79,15 @@ async def seed_demo(conn: asyncpg.Connection, *, seed: int = 42) -> SeedResult:
         catalog.add_users(list(hashes))
         for table, columns in _TABLES:
             rows = catalog.rows[table]
-            if rows:
-                await conn.copy_records_to_table(table, records=rows, columns=columns)
+            if table == "user_library_access":  # this product's own table, not Codex's
+                await conn.copy_records_to_table(
+                    table, schema_name="exports", records=rows, columns=columns
+                )
+            elif rows:
+                # Codex's other NOT NULL columns (link ids, normalized names, search titles,
+                # row timestamps) are filled as Codex fills them, at a fixed moment.
+                records = (dict(zip(columns, row, strict=True)) for row in rows)
+                await insert_rows(conn, table, records, now=_BASE)
         return SeedResult(
             libraries=len(catalog.rows["libraries"]),
             series=len(catalog.rows["series"]),
@@ -104,8 +113,8 @@ async def _existing_result(conn: asyncpg.Connection) -> SeedResult:
     return SeedResult(int(row["libraries"]), int(row["series"]), int(row["books"]), users)
 
 
-# Insert order respects foreign keys; every column is given so no server default (now(),
-# gen_random_uuid()) leaks non-determinism into the catalog.
+# Insert order respects foreign keys. Codex's schema has no id or timestamp defaults; what these
+# lists leave out, shared.codex_tables fills deterministically.
 _TABLES: list[tuple[str, tuple[str, ...]]] = [
     ("libraries", ("id", "name", "path", "created_at", "updated_at")),
     ("users", ("id", "username", "password_hash", "role", "created_at")),
@@ -388,6 +397,7 @@ class _DemoCatalog:
         self.rng = random.Random(seed)  # noqa: S311
         self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table, _ in _TABLES}
         self.users: list[DemoUser] = []
+        self.paths: set[str] = set()  # every book's path (unique within a library in Codex)
         self.series: list[_Series] = []
         self.library_ids: list[uuid.UUID] = []
         self.genre_ids: dict[str, uuid.UUID] = {}
@@ -718,6 +728,7 @@ class _DemoCatalog:
     ) -> None:
         rng = self.rng
         size = _file_size(rng, book.format, book.page_count)
+        self.paths.add(f"{series.path}/{file_name}")
         self.rows["books"].append(
             (
                 book.id,
@@ -816,7 +827,12 @@ class _DemoCatalog:
             fmt = self.other_format(series.kind)
             book = _Book(self.new_id(), fmt, original.page_count, original.created_at)
             title = f"{series.title} ({position}) [old scan]"
-            file_name = f"{_file_safe(series.name)} ({position}) (1).{fmt}"
+            copy = 1
+            file_name = f"{_file_safe(series.name)} ({position}) ({copy}).{fmt}"
+            # Codex keeps one row per file path in a library: a second old copy is "(2)".
+            while f"{series.path}/{file_name}" in self.paths:
+                copy += 1
+                file_name = f"{_file_safe(series.name)} ({position}) ({copy}).{fmt}"
             self.add_book(series, book, file_name, title, Decimal(position), deleted=True)
 
     def build_collections(self) -> None:

@@ -8,8 +8,8 @@ is byte-identical to FILE. How each value comes back:
 
 - Ids are preserved: ``library_id``, ``series_id``, ``book_id`` are in the file. Libraries get
   their exported name. Genres, tags, collections and read lists get new ids (the file has only
-  their names). A name that appears twice in one row's collections or read lists (two
-  collections can share a name) becomes two rows of that name.
+  their names, which are unique in Codex). Rows are written the way Codex writes them
+  (``shared.codex_tables`` fills ids, timestamps, normalized names).
 - The export's owner becomes user NAME: their rating and notes of a series (``user_rating``,
   ``user_notes``) and their read progress of a book (``current_page``, ``completed``,
   ``completed_at``, and a ``progress_percentage`` when the page position alone does not give the
@@ -31,7 +31,8 @@ is byte-identical to FILE. How each value comes back:
   worker's rule (SQL in ``_SERIES_ORDER``, mirrored from ``services/worker/catalog.py``). Books
   then follow: their order is their series' order, then number, name and id, all restored.
 - A missing value is stored as NULL (or ``''`` where the column is NOT NULL: a series without a
-  title, a path, a file name), which the worker leaves out of a row exactly as before.
+  title, a path, a file name, a book format), which the worker leaves out of a row exactly as
+  before.
 - What the file cannot carry is not restored: deleted books, empty collections and read lists,
   smart collections, libraries without visible series, series hidden from the owner, other users'
   progress, sharing tags and library access.
@@ -58,10 +59,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from shared.codex_tables import complete, insert_rows
 from shared.fields import BOOKS_BY_KEY, SERIES_BY_KEY
 
 BATCH_ROWS = 1000
@@ -393,10 +395,8 @@ class _Named:
         ]
         if not missing:
             return
-        rows = await conn.fetch(
-            f"INSERT INTO {self.table} (name) SELECT unnest($1::text[]) RETURNING id, name",
-            missing,
-        )
+        rows = [complete(self.table, {"id": uuid4(), "name": name}) for name in missing]
+        await insert_rows(conn, self.table, rows)
         for row in rows:
             self.ids.setdefault(row["name"], []).append(row["id"])
 
@@ -513,8 +513,8 @@ class _Loader:
         self.result = result
         self.genres = _Named("genres", unique=True)
         self.tags = _Named("tags", unique=True)
-        self.collections = _Named("collections", unique=False)
-        self.read_lists = _Named("read_lists", unique=False)
+        self.collections = _Named("collections", unique=True)
+        self.read_lists = _Named("read_lists", unique=True)
         self.libraries: dict[UUID, str] = {}
         self.new_libraries: list[tuple[UUID, str]] = []
         self.raters: list[UUID] = []
@@ -540,8 +540,13 @@ class _Loader:
     async def copy(self, table: str, records: list[tuple[Any, ...]]) -> None:
         if not records:
             return
+        columns = _COLUMNS[table]
         try:
-            await self.conn.copy_records_to_table(table, records=records, columns=_COLUMNS[table])
+            if table == "restore_series":  # the restore's own temporary table
+                await self.conn.copy_records_to_table(table, records=records, columns=columns)
+            else:
+                rows = (dict(zip(columns, record, strict=True)) for record in records)
+                await insert_rows(self.conn, table, rows)
         except asyncpg.ForeignKeyViolationError as err:
             detail = getattr(err, "detail", "") or ""
             raise RestoreError(
@@ -555,8 +560,10 @@ class _Loader:
 
     async def flush_libraries(self) -> None:
         if self.new_libraries:
-            await self.conn.executemany(
-                "INSERT INTO libraries (id, name) VALUES ($1, $2)", self.new_libraries
+            await insert_rows(
+                self.conn,
+                "libraries",
+                ({"id": library_id, "name": name} for library_id, name in self.new_libraries),
             )
             self.result.libraries += len(self.new_libraries)
             self.new_libraries = []
@@ -568,9 +575,10 @@ class _Loader:
         for table, columns, owner, named, ref in self.batch.links:
             grouped.setdefault((table, columns), []).append((owner, named.id(ref)))
         for (table, columns), records in grouped.items():
+            names = columns.split(",")
             try:
-                await self.conn.copy_records_to_table(
-                    table, records=records, columns=tuple(columns.split(","))
+                await insert_rows(
+                    self.conn, table, (dict(zip(names, record, strict=True)) for record in records)
                 )
             except asyncpg.PostgresError as err:
                 raise RestoreError(f"Could not load {table}: {err}") from err
@@ -578,12 +586,7 @@ class _Loader:
     async def ensure_raters(self) -> None:
         while len(self.raters) < self.raters_wanted:
             name = f"{RATER_PREFIX}{len(self.raters) + 1:04d}"
-            rater = await self.conn.fetchval(
-                "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, 'reader')"
-                " ON CONFLICT (username) DO UPDATE SET username = EXCLUDED.username RETURNING id",
-                name,
-                UNUSABLE_PASSWORD,
-            )
+            rater, _ = await _ensure_user(self.conn, name, "reader")
             self.raters.append(rater)
         self.result.raters = len(self.raters)
 
@@ -720,7 +723,7 @@ class _Loader:
                 str(row.get("file_path") or ""),
                 file_name,
                 _int(row["file_size"], "file_size", where),
-                row.get("book_format"),
+                row.get("book_format") or "",  # NOT NULL; '' reads back as "no format"
                 page_count,
                 _time(row["created_at"], "created_at", where),
                 _time(row["updated_at"], "updated_at", where),
@@ -820,11 +823,11 @@ async def _ensure_user(conn: asyncpg.Connection, username: str, role: str) -> tu
     found = await conn.fetchval("SELECT id FROM users WHERE username = $1", username)
     if found is not None:
         return found, False
-    created = await conn.fetchval(
-        "INSERT INTO users (username, password_hash, role) VALUES ($1, $2, $3) RETURNING id",
-        username,
-        UNUSABLE_PASSWORD,
-        role,
+    created = uuid4()
+    await insert_rows(
+        conn,
+        "users",
+        [{"id": created, "username": username, "password_hash": UNUSABLE_PASSWORD, "role": role}],
     )
     return created, True
 

@@ -20,8 +20,10 @@ Choices where SPEC is silent (each is also noted next to the code that makes it)
   ``read_progress`` row for the book; ``progress`` is always present (0 without a row).
 - Only manual collections (``condition IS NULL``) are exported.
 - User-specific values (unread count, progress, user rating and notes) are the owner's only.
-- Library access (``user_library_access``) is applied again here, at run time, on top of the
+- Library access (``shared.library_access``) is applied again here, at run time, on top of the
   request's libraries, so access revoked between request and run is honoured.
+- ``total_chapter_count`` is a ``real`` (float4) in Codex: it is read through its shortest text
+  form, so a stored 47.1 exports as 47.1, not as float4's 47.099998474121094.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from shared import library_access
 from shared.fields import BOOK_FIELDS, SERIES_FIELDS, Field
 
 Converter = Callable[[Any], Any]
@@ -215,17 +218,10 @@ _GRANTS = """grants AS MATERIALIZED (
     WHERE uag.user_id = $1
 )"""
 
-_READABLE = """readable AS MATERIALIZED (
+_READABLE = f"""readable AS MATERIALIZED (
     SELECT lib.id
     FROM libraries lib
-    WHERE lib.id = ANY($2::uuid[])
-      AND (
-          NOT EXISTS (SELECT 1 FROM user_library_access ula WHERE ula.user_id = $1)
-          OR EXISTS (
-              SELECT 1 FROM user_library_access ula
-              WHERE ula.user_id = $1 AND ula.library_id = lib.id
-          )
-      )
+    WHERE lib.id = ANY($2::uuid[]) AND {library_access.readable("lib.id", "$1")}
 )"""
 
 # Every visible series with its export position, so the series order is defined once and books
@@ -356,7 +352,9 @@ _SERIES_COLUMNS: dict[str, _Column] = {
     ),
     "collections": _Column("sc.names", ("collections",), kind="names"),
     "expected_book_count": _Column("m.total_volume_count", kind="int"),
-    "expected_chapter_count": _Column("m.total_chapter_count", convert=_number, kind="float"),
+    "expected_chapter_count": _Column(
+        "m.total_chapter_count::text::float8", convert=_number, kind="float"
+    ),
     "actual_book_count": _Column("COALESCE(bc.actual, 0)", ("counts",), kind="int"),
     "unread_book_count": _Column("COALESCE(bc.unread, 0)", ("counts",), kind="int"),
     "progress": _Column(
@@ -591,7 +589,7 @@ async def readable_library_ids(
 ) -> list[UUID]:
     """The requested libraries that exist and that the user may read, in request order.
 
-    A user without ``user_library_access`` rows may read every library (SPEC §2).
+    A user without library access rows may read every library (SPEC §2).
     """
     rows = await conn.fetch(_with(_READABLE) + "SELECT id FROM readable", user_id, requested)
     readable = {row["id"] for row in rows}

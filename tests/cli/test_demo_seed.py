@@ -111,13 +111,13 @@ async def test_admin_sees_everything_and_reader_is_restricted(pool: asyncpg.Pool
         result = await seed_demo(conn)
         demo, reader = (u.id for u in result.users)
 
-        for table in ("user_library_access", "user_sharing_tags", "user_access_groups"):
+        for table in ("exports.user_library_access", "user_sharing_tags", "user_access_groups"):
             assert (
                 await conn.fetchval(f"SELECT count(*) FROM {table} WHERE user_id = $1", demo) == 0
             )
 
         readable = await conn.fetch(
-            "SELECT library_id FROM user_library_access WHERE user_id = $1", reader
+            "SELECT library_id FROM exports.user_library_access WHERE user_id = $1", reader
         )
         assert len(readable) == 2
         assert await conn.fetchval("SELECT count(*) FROM libraries") == 3
@@ -143,7 +143,7 @@ async def test_admin_sees_everything_and_reader_is_restricted(pool: asyncpg.Pool
             "   JOIN user_access_groups uag ON uag.access_group_id = g.access_group_id"
             "   WHERE sst.series_id = s.id AND uag.user_id = $1 AND g.access_mode = 'deny'"
             " ) AS denied"
-            " FROM series s JOIN user_library_access ula"
+            " FROM series s JOIN exports.user_library_access ula"
             "   ON ula.library_id = s.library_id AND ula.user_id = $1) x",
             reader,
         )
@@ -161,7 +161,7 @@ async def test_admin_sees_everything_and_reader_is_restricted(pool: asyncpg.Pool
         outside = await conn.fetchval(
             "SELECT count(*) FROM user_series_ratings r JOIN series s ON s.id = r.series_id"
             " WHERE r.user_id = $1 AND s.library_id NOT IN"
-            " (SELECT library_id FROM user_library_access WHERE user_id = $1)",
+            " (SELECT library_id FROM exports.user_library_access WHERE user_id = $1)",
             reader,
         )
         assert outside == 0
