@@ -156,12 +156,12 @@ WITH found AS (
       AND (found.last_used_at IS NULL
            OR found.last_used_at < now() - make_interval(secs => $2))
 )
-SELECT u.id, u.username, u.role FROM found JOIN users u ON u.id = found.user_id
+SELECT u.id, u.username, u.role, u.is_active FROM found JOIN users u ON u.id = found.user_id
 """
 
 
 async def owner_of(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
-    """``(id, username, role)`` of the key's owner, or None for an unknown or revoked key."""
+    """``(id, username, role, is_active)`` of the owner; None for an unknown or revoked key."""
     if not looks_like_key(key):
         return None
     record: asyncpg.Record | None = await pool.fetchrow(

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.api.codex_keys import VerifiedKeys
 from services.api.errors import ApiError
 from services.api.intake import register_intake
 from services.api.routes import api_keys, auth, exports, health, page, usage
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.broker = broker
+    app.state.codex_keys = VerifiedKeys()
     register_intake(broker, app.state)
 
     @app.middleware("http")

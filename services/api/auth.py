@@ -18,13 +18,18 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.api import api_keys
+from services.api import api_keys, codex_keys
 from services.api.errors import Unauthorized
 from shared.tokens import InvalidToken, token_subject
 
 # Messages for people, not secrets (S105 reads "TOKEN" and "PASSWORD" in the names).
 BAD_TOKEN = "Invalid or expired credentials"  # noqa: S105
 BAD_PASSWORD = "Invalid username or password"  # noqa: S105
+# Codex's own words for a valid credential of a user it has deactivated (users.is_active).
+INACTIVE = codex_keys.INACTIVE_USER
+# Users created through OIDC carry this placeholder instead of a password hash: no password
+# signs them in here (they sign in at Codex, through their identity provider).
+OIDC_PLACEHOLDER = "oidc:"
 _hasher = PasswordHasher()
 
 AuthMethod = Literal["token", "api_key"]
@@ -47,19 +52,38 @@ def decode_token(token: str, secret: str) -> UUID:
         raise Unauthorized(BAD_TOKEN) from err
 
 
+def _active(record: asyncpg.Record, via: AuthMethod) -> User:
+    """The user of ``record``, unless Codex has deactivated them (401, whatever the credential)."""
+    if not record["is_active"]:
+        raise Unauthorized(INACTIVE)
+    return User(record["id"], record["username"], record["role"], via=via)
+
+
 async def load_user(pool: asyncpg.Pool, user_id: UUID) -> User:
-    record = await pool.fetchrow("SELECT id, username, role FROM users WHERE id = $1", user_id)
+    record = await pool.fetchrow(
+        "SELECT id, username, role, is_active FROM users WHERE id = $1", user_id
+    )
     if record is None:
         raise Unauthorized(BAD_TOKEN)
-    return User(record["id"], record["username"], record["role"])
+    return _active(record, "token")
 
 
-async def authenticate_key(pool: asyncpg.Pool, key: str) -> User:
-    """The owner of a live API key; an unknown or revoked key is the same 401 as a bad token."""
-    record = await api_keys.owner_of(pool, key)
-    if record is None:
+async def authenticate_key(pool: asyncpg.Pool, cache: codex_keys.VerifiedKeys, key: str) -> User:
+    """The owner of a live API key: Codex's own (``codex_…``) or this product's (``cxk_…``).
+
+    A Codex key is refused with Codex's own messages; an unknown or revoked key of this
+    product's is the same 401 as a bad token.
+    """
+    if codex_keys.looks_like_key(key):
+        try:
+            record = await codex_keys.owner_of(pool, cache, key)
+        except codex_keys.KeyRefused as err:
+            raise Unauthorized(str(err)) from err
+        return _active(record, "api_key")
+    own = await api_keys.owner_of(pool, key)
+    if own is None:
         raise Unauthorized(BAD_TOKEN)
-    return User(record["id"], record["username"], record["role"], via="api_key")
+    return _active(own, "api_key")
 
 
 # Longer than any real sign-in: refused before the database or argon2 spend time on it.
@@ -82,17 +106,20 @@ async def authenticate_password(pool: asyncpg.Pool, username: str, password: str
     record = None
     if _storable(username, MAX_USERNAME_LENGTH) and _storable(password, MAX_PASSWORD_LENGTH):
         record = await pool.fetchrow(
-            "SELECT id, username, role, password_hash FROM users WHERE username = $1", username
+            "SELECT id, username, role, is_active, password_hash FROM users WHERE username = $1",
+            username,
         )
     else:
         password = ""  # no such user can exist; still verified below, for the same timing
     stored = record["password_hash"] if record is not None else None
+    if stored is not None and stored.startswith(OIDC_PLACEHOLDER):
+        stored = None  # an OIDC user has no password: refused like an unknown user
     # An unknown user (or one without a password) still costs one argon2 verification, so the
     # response time does not tell which usernames exist.
     ok = await asyncio.to_thread(_verify, stored or _decoy_hash(), password)
     if record is None or not stored or not ok:
         raise Unauthorized(BAD_PASSWORD)
-    return User(record["id"], record["username"], record["role"])
+    return _active(record, "token")
 
 
 @cache

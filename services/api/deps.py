@@ -11,6 +11,7 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from services.api.auth import User, authenticate_key, decode_token, load_user
+from services.api.codex_keys import VerifiedKeys
 from services.api.errors import Unauthorized
 from shared.settings import Settings
 
@@ -30,6 +31,11 @@ def get_store(request: Request) -> Minio:
     return store
 
 
+def get_codex_keys(request: Request) -> VerifiedKeys:
+    keys: VerifiedKeys = request.app.state.codex_keys
+    return keys
+
+
 def get_broker(request: Request) -> NatsBroker:
     broker: NatsBroker = request.app.state.broker
     return broker
@@ -39,6 +45,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 StoreDep = Annotated[Minio, Depends(get_store)]
 BrokerDep = Annotated[NatsBroker, Depends(get_broker)]
+CodexKeysDep = Annotated[VerifiedKeys, Depends(get_codex_keys)]
 
 # Declared as security schemes so the OpenAPI document says how to authenticate; neither
 # raises by itself (auto_error=False): get_current_user decides, with the API's own errors.
@@ -52,14 +59,21 @@ _api_key = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
     scheme_name="ApiKey",
-    description="An API key created at /api/v1/user/api-keys (starts with cxk_).",
+    description=(
+        "A Codex API key (codex_<prefix>_<secret>), or a key created at /api/v1/user/api-keys"
+        " (starts with cxk_)."
+    ),
 )
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ApiKeyCredential = Annotated[str | None, Depends(_api_key)]
 
 
 async def get_current_user(
-    pool: PoolDep, settings: SettingsDep, bearer: BearerCredentials, api_key: ApiKeyCredential
+    pool: PoolDep,
+    settings: SettingsDep,
+    codex_keys: CodexKeysDep,
+    bearer: BearerCredentials,
+    api_key: ApiKeyCredential,
 ) -> User:
     """The caller, from ``Authorization: Bearer <JWT>`` or ``X-API-Key: <key>``; else 401.
 
@@ -70,7 +84,7 @@ async def get_current_user(
         user_id = decode_token(bearer.credentials.strip(), settings.jwt_secret.get_secret_value())
         return await load_user(pool, user_id)
     if api_key is not None and api_key.strip():
-        return await authenticate_key(pool, api_key.strip())
+        return await authenticate_key(pool, codex_keys, api_key.strip())
     raise Unauthorized()
 
 

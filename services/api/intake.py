@@ -15,6 +15,7 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from services.api import repository, service
+from services.api.auth import INACTIVE
 from services.api.errors import ApiError
 from shared.dto import SubmitRequest
 from shared.settings import Settings
@@ -41,8 +42,11 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
         except ValidationError as err:
             log.warning("rejected malformed export.submit: %s", err.error_count())
             return _error("ValidationError", "Malformed request: expected userId and request")
-        if await repository.user_by_id(pool, request.user_id) is None:
+        active = await repository.user_is_active(pool, request.user_id)
+        if active is None:
             return _error("Unauthorized", "Unknown user")
+        if not active:
+            return _error("Unauthorized", INACTIVE)
         try:
             row = await service.create_export(
                 pool,

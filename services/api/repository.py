@@ -23,6 +23,7 @@ async def readable_by_id(pool: asyncpg.Pool, user_id: UUID, ids: list[UUID]) -> 
     return {r["id"]: r["name"] for r in records}
 
 
-async def user_by_id(pool: asyncpg.Pool, user_id: UUID) -> tuple[UUID, str, str] | None:
-    record = await pool.fetchrow("SELECT id, username, role FROM users WHERE id = $1", user_id)
-    return None if record is None else (record["id"], record["username"], record["role"])
+async def user_is_active(pool: asyncpg.Pool, user_id: UUID) -> bool | None:
+    """Whether the user may act (Codex's ``users.is_active``); None for an unknown user."""
+    active: bool | None = await pool.fetchval("SELECT is_active FROM users WHERE id = $1", user_id)
+    return active
