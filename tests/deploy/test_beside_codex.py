@@ -251,7 +251,7 @@ async def test_migrate_against_codex_creates_only_the_exports_schema(
     try:
         await conn.execute(
             "UPDATE books SET updated_at = updated_at + interval '1 microsecond'"
-            " WHERE id = (SELECT min(id) FROM books)"
+            " WHERE id = (SELECT id FROM books ORDER BY id LIMIT 1)"
         )
         changed = await fingerprint(conn)
         await conn.execute("GRANT SELECT ON books TO PUBLIC")
