@@ -104,9 +104,11 @@ async def add_users(url: str, count: int, prefix: str) -> list[uuid.UUID]:
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
-            "INSERT INTO users (username, password_hash, role)"
-            " SELECT $1 || '-' || n || '-' || md5(random()::text), '', 'reader'"
-            " FROM generate_series(1, $2) n RETURNING id",
+            "WITH named AS (SELECT $1 || '-' || n || '-' || md5(random()::text) AS username"
+            " FROM generate_series(1, $2) n)"
+            " INSERT INTO users (id, username, email, password_hash, role, created_at, updated_at)"
+            " SELECT gen_random_uuid(), username, username || '@codex.invalid', '', 'reader',"
+            " now(), now() FROM named RETURNING id",
             prefix,
             count,
         )
