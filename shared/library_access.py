@@ -17,7 +17,7 @@ def readable(library_id: str, user_id: str) -> str:
     never user input.
     """
     return (
-        f"(NOT EXISTS (SELECT 1 FROM {TABLE} ula WHERE ula.user_id = {user_id})"  # noqa: S608
+        f"(NOT EXISTS (SELECT 1 FROM {TABLE} ula WHERE ula.user_id = {user_id})"
         f" OR EXISTS (SELECT 1 FROM {TABLE} ula"
         f" WHERE ula.user_id = {user_id} AND ula.library_id = {library_id}))"
     )
