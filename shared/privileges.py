@@ -4,9 +4,9 @@
 tables, after ``migrate``) first revokes every table privilege the roles hold in the exports
 and catalog schemas, then grants:
 
-- api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys) and SELECT,
+- api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys), SELECT,
   INSERT, UPDATE, DELETE on the exports schema's tables (exports, idempotency keys, its own API
-  keys, library access).
+  keys) and SELECT on its library access rules.
 - worker: SELECT on the catalog tables an export reads (never ``users`` or ``api_keys``) and on
   ``exports.user_library_access``, and SELECT, UPDATE, DELETE on ``exports.exports`` — UPDATE to
   claim, beat and complete a run, DELETE because it evicts the exports over a cap right after a
@@ -36,7 +36,9 @@ DEFAULT_CATALOG_SCHEMA = "public"
 API_CATALOG_TABLES = codex_tables.API_TABLES
 WORKER_CATALOG_TABLES = codex_tables.WORKER_TABLES
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
-API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys", "user_library_access")
+API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys")
+# Library access rules are read by the api and the worker, never written by a service.
+READ_ONLY_EXPORTS_TABLES = ("user_library_access",)
 RUNNER_EXPORTS_PRIVILEGES = ("SELECT", "UPDATE", "DELETE")
 
 
@@ -88,12 +90,17 @@ def grant_statements(roles: Roles, *, catalog_schema: str = DEFAULT_CATALOG_SCHE
                 f"GRANT {', '.join(DML)} ON {table(exports, t)} TO {who}"
                 for t in API_EXPORTS_TABLES
             ]
+            grants += [
+                f"GRANT SELECT ON {table(exports, t)} TO {who}" for t in READ_ONLY_EXPORTS_TABLES
+            ]
         elif service == "worker":
             grants.append(f"GRANT USAGE ON SCHEMA {catalog} TO {who}")
             grants += [
                 f"GRANT SELECT ON {table(catalog, t)} TO {who}" for t in WORKER_CATALOG_TABLES
             ]
-            grants.append(f"GRANT SELECT ON {table(exports, 'user_library_access')} TO {who}")
+            grants += [
+                f"GRANT SELECT ON {table(exports, t)} TO {who}" for t in READ_ONLY_EXPORTS_TABLES
+            ]
             grants.append(
                 f"GRANT {', '.join(RUNNER_EXPORTS_PRIVILEGES)}"
                 f" ON {table(exports, 'exports')} TO {who}"

@@ -90,7 +90,7 @@ def test_a_library_the_caller_may_not_read_looks_unknown(
         conn = await asyncpg.connect(demo_database)
         try:
             await conn.execute(
-                "INSERT INTO user_library_access (user_id, library_id) VALUES ($1, $2)",
+                "INSERT INTO exports.user_library_access (user_id, library_id) VALUES ($1, $2)",
                 user,
                 uuid.UUID(library_ids[0]),
             )

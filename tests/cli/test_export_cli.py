@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from services.cli import servers
+from shared.codex_tables import insert_rows
 from tests.conftest import Servers, create_database, new_user, service_env
 from tests.system import System, make_system, wait_for_export
 
@@ -197,7 +198,7 @@ async def idle_api(real_servers: Servers, servers_dir: Path) -> AsyncIterator[tu
     database = await create_database(real_servers)
     conn = await asyncpg.connect(database)
     try:
-        await conn.execute("INSERT INTO libraries (name) VALUES ('Comics')")
+        await insert_rows(conn, "libraries", [{"name": "Comics"}])
     finally:
         await conn.close()
     nats = servers.start_nats(servers_dir / f"nats-idle-{uuid.uuid4().hex[:6]}")

@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +21,7 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.codex_tables import insert_rows
 from tests.conftest import Servers, create_database, new_user
 from tests.security.conftest import URL, SystemFactory, store
 from tests.system import System, wait_for_export
@@ -86,48 +88,71 @@ class Hostile:
 async def _seed(database_url: str) -> tuple[dict[str, str], list[str]]:
     conn = await asyncpg.connect(database_url)
     try:
-        libraries: dict[str, str] = {}
-        for name in LIBRARY_NAMES:
-            libraries[
-                str(
-                    await conn.fetchval(
-                        "INSERT INTO libraries (name) VALUES ($1) RETURNING id", name
-                    )
-                )
-            ] = name
-        genre_ids = [
-            await conn.fetchval("INSERT INTO genres (name) VALUES ($1) RETURNING id", g)
-            for g in ("=1+1", "@evil", "Safe")
-        ]
+        libraries = {str(uuid.uuid4()): name for name in LIBRARY_NAMES}
+        await insert_rows(
+            conn, "libraries", [{"id": uuid.UUID(i), "name": n} for i, n in libraries.items()]
+        )
+        genre_ids = [uuid.uuid4() for _ in range(3)]
+        await insert_rows(
+            conn,
+            "genres",
+            [
+                {"id": i, "name": g}
+                for i, g in zip(genre_ids, ("=1+1", "@evil", "Safe"), strict=True)
+            ],
+        )
         names = FORMULAS + MARKDOWN
         library_ids = list(libraries)
+        series: list[dict[str, Any]] = []
+        metadata: list[dict[str, Any]] = []
+        series_genres: list[dict[str, Any]] = []
+        books: list[dict[str, Any]] = []
+        book_metadata: list[dict[str, Any]] = []
         for i, name in enumerate(names):
             library = uuid.UUID(library_ids[i % len(library_ids)])
-            series_id = await conn.fetchval(
-                "INSERT INTO series (library_id, name, path) VALUES ($1, $2, $3) RETURNING id",
-                library, name, f"/comics/../../{name}",
-            )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO series_metadata (series_id, title, summary, publisher, authors_json)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                series_id, name, SUMMARY, "=SUM(1)",
-                json.dumps([{"name": "=evil()", "role": "writer"}, {"name": "## Author", "role": "-x"}]),
-            )  # fmt: skip
-            for genre in genre_ids:
-                await conn.execute(
-                    "INSERT INTO series_genres (series_id, genre_id) VALUES ($1, $2)",
-                    series_id,
-                    genre,
-                )
-            book = await conn.fetchval(
-                "INSERT INTO books (series_id, library_id, file_name, path, file_size, page_count)"
-                " VALUES ($1, $2, $3, $4, 10, 10) RETURNING id",
-                series_id, library, f"../../{i}.cbz", "/../../etc/passwd",
-            )  # fmt: skip
-            await conn.execute(
-                "INSERT INTO book_metadata (book_id, title, number, summary) VALUES ($1, $2, $3, $4)",
-                book, name, i, SUMMARY,
-            )  # fmt: skip
+            series_id, book = uuid.uuid4(), uuid.uuid4()
+            series.append(
+                {
+                    "id": series_id,
+                    "library_id": library,
+                    "name": name,
+                    "path": f"/comics/../../{name}",
+                }
+            )
+            metadata.append(
+                {
+                    "series_id": series_id,
+                    "title": name,
+                    "summary": SUMMARY,
+                    "publisher": "=SUM(1)",
+                    "status": None,
+                    "authors_json": json.dumps(
+                        [{"name": "=evil()", "role": "writer"}, {"name": "## Author", "role": "-x"}]
+                    ),
+                }
+            )
+            series_genres += [{"series_id": series_id, "genre_id": genre} for genre in genre_ids]
+            # Codex's path is unique in a library: each book its own traversal.
+            books.append(
+                {
+                    "id": book,
+                    "series_id": series_id,
+                    "library_id": library,
+                    "file_name": f"../../{i}.cbz",
+                    "path": f"/../../etc/passwd/../../{i}.cbz",
+                    "file_size": 10,
+                    "format": "cbz",
+                    "page_count": 10,
+                }
+            )
+            book_metadata.append(
+                {"book_id": book, "title": name, "number": Decimal(i), "summary": SUMMARY}
+            )
+        await insert_rows(conn, "series", series)
+        await insert_rows(conn, "series_metadata", metadata)
+        await insert_rows(conn, "series_genres", series_genres)
+        await insert_rows(conn, "books", books)
+        await insert_rows(conn, "book_metadata", book_metadata)
     finally:
         await conn.close()
     return libraries, names

@@ -177,7 +177,7 @@ async def test_bus_submit_creates_exports_owned_by_the_named_user_only(
     try:
         # Bob may read only the first library.
         await conn.execute(
-            "INSERT INTO user_library_access (user_id, library_id) VALUES ($1, $2)",
+            "INSERT INTO exports.user_library_access (user_id, library_id) VALUES ($1, $2)",
             bob,
             uuid.UUID(libraries[0]),
         )

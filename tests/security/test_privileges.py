@@ -43,8 +43,9 @@ def test_each_service_gets_only_its_tables() -> None:
     assert all(s.startswith("GRANT SELECT ON") for s in worker if '"public".' in s)
     api = [s for s in grants if s.endswith('TO "a"')]
     assert sorted(s.split(" ON ")[1].split(" TO ")[0] for s in api if '"public".' in s) == [
-        '"public"."libraries"', '"public"."user_library_access"', '"public"."users"',
+        '"public"."api_keys"', '"public"."libraries"', '"public"."users"',
     ]  # fmt: skip
+    assert any('"exports"."user_library_access"' in s for s in api)
     # Every revoke comes first, so a role shared by two services keeps both grants.
     first_grant = next(i for i, s in enumerate(statements) if s.startswith("GRANT"))
     assert all(s.startswith("GRANT") for s in statements[first_grant:])
@@ -168,9 +169,10 @@ async def test_an_export_runs_end_to_end_with_each_service_on_its_own_role(
 
 FORBIDDEN = {
     "api": [
-        "INSERT INTO libraries (name) VALUES ('x')",
+        "INSERT INTO libraries (id, name, path, created_at, updated_at)"
+        " VALUES (gen_random_uuid(), 'x', '/x', now(), now())",
         "UPDATE users SET role = 'admin'",
-        "DELETE FROM user_library_access",
+        "DELETE FROM exports.user_library_access",
         "UPDATE series SET name = 'x'",
         "SELECT count(*) FROM series",
         "SELECT count(*) FROM read_progress",
@@ -180,7 +182,8 @@ FORBIDDEN = {
         "TRUNCATE exports.exports",
     ],
     "worker": [
-        "INSERT INTO series (library_id, name) SELECT id, 'x' FROM libraries LIMIT 1",
+        "INSERT INTO series (id, library_id, path, name, normalized_name, created_at, updated_at)"
+        " SELECT gen_random_uuid(), id, 'x', 'x', 'x', now(), now() FROM libraries LIMIT 1",
         "UPDATE books SET deleted = true",
         "DELETE FROM series_metadata",
         "UPDATE libraries SET name = 'x'",

@@ -12,6 +12,7 @@ import pytest
 
 from services.worker import catalog
 from services.worker.catalog import Scope
+from shared.codex_tables import insert_rows
 from shared.fields import ALL_BOOKS, ALL_SERIES, BOOK_FIELDS, SERIES_FIELDS
 from tests.conftest import Servers, create_database
 from tests.fixture_catalog import (
@@ -141,7 +142,7 @@ EXPECTED_SERIES: list[dict[str, Any]] = [
         "tags": ["classic", "Noir"],
         "alternate_titles": [
             {"label": "en", "title": "Batman - Year One"},
-            {"label": "en", "title": "Year One"},
+            {"label": "English", "title": "Year One"},
             {"label": "ja", "title": "バットマン: イヤーワン"},
         ],
         "collections": ["best of", "DC Classics"],  # the smart "Ended series" is not exported
@@ -675,11 +676,20 @@ async def test_one_snapshot_for_count_and_rows(pool: asyncpg.Pool) -> None:
                 await other.execute(
                     "UPDATE books SET deleted = true WHERE id = $1", F.books["akira_1"]
                 )
-                await other.execute(
-                    "INSERT INTO books (series_id, library_id, file_name)"
-                    " VALUES ($1, $2, 'late.cbz')",
-                    F.series["akira"],
-                    F.libraries["manga"],
+                await insert_rows(
+                    other,
+                    "books",
+                    [
+                        {
+                            "series_id": F.series["akira"],
+                            "library_id": F.libraries["manga"],
+                            "path": "/manga/Akira/late.cbz",
+                            "file_name": "late.cbz",
+                            "file_size": 0,
+                            "format": "cbz",
+                            "page_count": 0,
+                        }
+                    ],
                 )
             rows = [r async for b in catalog.book_batches(conn, scope(), [], 3) for r in b]
         assert count == len(rows) == 16
@@ -708,19 +718,18 @@ async def test_deleted_books_never_appear_nor_count(conn: asyncpg.Connection) ->
 
 
 async def grant(conn: asyncpg.Connection, user: str, tag: str, mode: str) -> None:
-    await conn.execute(
-        "INSERT INTO user_sharing_tags (user_id, sharing_tag_id, access_mode) VALUES ($1, $2, $3)",
-        F.users[user].id,
-        F.sharing_tags[tag],
-        mode,
+    await insert_rows(
+        conn,
+        "user_sharing_tags",
+        [{"user_id": F.users[user].id, "sharing_tag_id": F.sharing_tags[tag], "access_mode": mode}],
     )
 
 
 async def join_group(conn: asyncpg.Connection, user: str, group: str) -> None:
-    await conn.execute(
-        "INSERT INTO user_access_groups (user_id, access_group_id) VALUES ($1, $2)",
-        F.users[user].id,
-        F.access_groups[group],
+    await insert_rows(
+        conn,
+        "user_access_groups",
+        [{"user_id": F.users[user].id, "access_group_id": F.access_groups[group]}],
     )
 
 

@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from services.cli.synthetic import build_synthetic
 from services.worker import fast, service
 from services.worker.catalog import _number
 from services.worker.encoders import rfc3339
+from shared.codex_tables import insert_rows, series_normalized_name
 from shared.fields import ALL_BOOKS, ALL_SERIES, LLM_PRESET_BOOKS, LLM_PRESET_SERIES
 from shared.repository import ExportRow
 from shared.settings import Settings
@@ -89,6 +91,7 @@ AUTHORS_JSON = [
     "[" * 1100 + "]" * 1100,
 ]
 
+# series_metadata.total_chapter_count is a real (float4): the extremes are float4's.
 FLOATS = [
     "NaN",
     "Infinity",
@@ -102,8 +105,8 @@ FLOATS = [
     "1e16",
     "1e22",
     "9.3e18",
-    "1.7976931348623157e308",
-    "5e-324",
+    "3.4028234663852886e38",
+    "1e-45",
     "0.1",
     "-123.456",
     "2.5",
@@ -130,142 +133,146 @@ async def _add_hostile(conn: asyncpg.Connection) -> None:
     genres = [(_uuid("genre", i), f"{text}#g{i}") for i, text in enumerate(HOSTILE[:8])]
     tags = [(_uuid("tag", i), f"{text}#t{i}") for i, text in enumerate(HOSTILE[8:16])]
     lists = [(_uuid("list", i), text or "e") for i, text in enumerate(HOSTILE[16:24])]
-    await conn.executemany("INSERT INTO genres (id, name) VALUES ($1, $2)", genres)
-    await conn.executemany("INSERT INTO tags (id, name) VALUES ($1, $2)", tags)
-    await conn.executemany("INSERT INTO read_lists (id, name) VALUES ($1, $2)", lists)
-    await conn.execute(
-        "INSERT INTO collections (id, name) VALUES ($1, $2), ($3, $4)",
-        _uuid("coll", 0),
-        HOSTILE[0],
-        _uuid("coll", 1),
-        HOSTILE[15],
+    base = datetime(2024, 5, 1, tzinfo=UTC)
+
+    async def insert(table: str, rows: list[dict[str, Any]]) -> None:
+        await insert_rows(conn, table, rows, now=base)
+
+    await insert("genres", [{"id": i, "name": n} for i, n in genres])
+    await insert("tags", [{"id": i, "name": n} for i, n in tags])
+    await insert("read_lists", [{"id": i, "name": n} for i, n in lists])
+    await insert(
+        "collections",
+        [
+            {"id": _uuid("coll", 0), "name": HOSTILE[0]},
+            {"id": _uuid("coll", 1), "name": HOSTILE[15]},
+        ],
     )
     count = max(len(HOSTILE), len(AUTHORS_JSON), len(FLOATS))
-    base = datetime(2024, 5, 1, tzinfo=UTC)
+    series: list[tuple[Any, ...]] = []
+    progress: list[tuple[Any, ...]] = []
+    rows: dict[str, list[dict[str, Any]]] = {
+        table: []
+        for table in (
+            "series_metadata",
+            "series_sharing_tags",
+            "series_genres",
+            "series_tags",
+            "collection_series",
+            "series_alternate_titles",
+            "series_external_ratings",
+            "user_series_ratings",
+            "books",
+            "book_metadata",
+            "book_genres",
+            "book_tags",
+            "read_list_books",
+        )
+    }
     for i in range(count):
         text = HOSTILE[i % len(HOSTILE)]
         other = HOSTILE[(i * 7 + 3) % len(HOSTILE)]
         sid = _uuid("series", i)
         library = libraries[i % 3]
         created: Any = TIMES[i % len(TIMES)] if i % 5 == 0 else base + timedelta(minutes=i)
-        await conn.execute(
-            "INSERT INTO series (id, library_id, path, name, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5::text::timestamptz, $6)",
-            sid,
-            library,
-            other,
-            text,
-            str(created),
-            base + timedelta(seconds=i, microseconds=i * 37),
-        )
-        await conn.execute(
-            "INSERT INTO series_metadata (series_id, title, title_sort, summary, publisher,"
-            " status, language, year, total_volume_count, total_chapter_count, authors_json)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text::float8, $11)",
-            sid,
-            other if i % 4 else "",
-            text if i % 3 == 0 else None,
-            "\n".join(HOSTILE[i % 5 :: 5]),
-            other,
-            ["ongoing", "ended", "hiatus", "abandoned", "unknown"][i % 5],
-            text,
-            -44 if i % 6 == 0 else 2000 + i,
-            i,
-            FLOATS[i % len(FLOATS)],
-            AUTHORS_JSON[i % len(AUTHORS_JSON)] if i % 2 == 0 else None,
-        )
-        if i % 2 == 0:
-            await conn.execute(
-                "INSERT INTO series_sharing_tags (series_id, sharing_tag_id) VALUES ($1, $2)",
-                sid,
-                all_ages,
-            )
-        await conn.execute(
-            "INSERT INTO series_genres (series_id, genre_id) VALUES ($1, $2)",
-            sid,
-            genres[i % len(genres)][0],
-        )
-        await conn.execute(
-            "INSERT INTO series_tags (series_id, tag_id) SELECT $1, id FROM tags"
-            " WHERE id = ANY($2::uuid[])",
-            sid,
-            [t[0] for t in tags[: i % 4]],
-        )
-        await conn.execute(
-            "INSERT INTO collection_series (collection_id, series_id) VALUES ($1, $2)",
-            _uuid("coll", i % 2),
-            sid,
-        )
-        for j in range(i % 3):
-            await conn.execute(
-                "INSERT INTO series_alternate_titles (series_id, label, title) VALUES ($1, $2, $3)",
-                sid,
-                HOSTILE[(i + j) % len(HOSTILE)],
-                HOSTILE[(i + 2 * j + 1) % len(HOSTILE)],
-            )
-            await conn.execute(
-                "INSERT INTO series_external_ratings (series_id, source_name, rating,"
-                " vote_count) VALUES ($1, $2, $3::numeric, $4)",
-                sid,
-                HOSTILE[(i + j + 5) % len(HOSTILE)],
-                ["0", "100", "33.333", "99.99", "50.5"][(i + j) % 5],
-                [None, 1, 2, 1200][(i + j) % 4],
-            )
-        for u, user in enumerate(users):
-            if (i + u) % 3:
-                await conn.execute(
-                    "INSERT INTO user_series_ratings (user_id, series_id, rating, notes)"
-                    " VALUES ($1, $2, $3, $4)",
-                    user,
-                    sid,
-                    1 + (i * 13 + u) % 100,
-                    HOSTILE[(i + u) % len(HOSTILE)] if u != 1 else None,
-                )
-        for k in range(2):
-            bid = _uuid(f"book{k}", i)
-            await conn.execute(
-                "INSERT INTO books (id, series_id, library_id, path, file_name, file_size,"
-                " format, page_count, deleted, created_at, updated_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9, $10)",
-                bid,
+        series.append(
+            (
                 sid,
                 library,
                 other,
-                text if k else other,
-                (i + 1) * 1_000_003 * (k + 1),
-                text if i % 3 else None,
-                (i * 17) % 300,
-                base + timedelta(hours=i, microseconds=k),
-                base + timedelta(days=i),
-            )
-            await conn.execute(
-                "INSERT INTO book_metadata (book_id, title, number, summary, publisher,"
-                " language_iso, year, authors_json)"
-                " VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8)",
-                bid,
-                other if (i + k) % 3 else text,
-                NUMBERS[(i + k) % len(NUMBERS)] if (i + k) % 4 else None,
-                "\n".join(HOSTILE[(i + k) % 4 :: 4]),
                 text,
-                other,
-                1990 + i,
-                AUTHORS_JSON[(i + k) % len(AUTHORS_JSON)],
+                series_normalized_name(text),
+                str(created),
+                base + timedelta(seconds=i, microseconds=i * 37),
             )
-            await conn.execute(
-                "INSERT INTO book_genres (book_id, genre_id) VALUES ($1, $2)",
-                bid,
-                genres[(i + k) % len(genres)][0],
+        )
+        rows["series_metadata"].append(
+            {
+                "series_id": sid,
+                "title": other if i % 4 else "",
+                "title_sort": text if i % 3 == 0 else None,
+                "summary": "\n".join(HOSTILE[i % 5 :: 5]),
+                "publisher": other,
+                "status": ["ongoing", "ended", "hiatus", "abandoned", "unknown"][i % 5],
+                # Codex's language is a varchar(10).
+                "language": text[:10],
+                "year": -44 if i % 6 == 0 else 2000 + i,
+                "total_volume_count": i,
+                "total_chapter_count": float(FLOATS[i % len(FLOATS)]),
+                "authors_json": AUTHORS_JSON[i % len(AUTHORS_JSON)] if i % 2 == 0 else None,
+            }
+        )
+        if i % 2 == 0:
+            rows["series_sharing_tags"].append({"series_id": sid, "sharing_tag_id": all_ages})
+        rows["series_genres"].append({"series_id": sid, "genre_id": genres[i % len(genres)][0]})
+        rows["series_tags"] += [{"series_id": sid, "tag_id": t[0]} for t in tags[: i % 4]]
+        rows["collection_series"].append({"collection_id": _uuid("coll", i % 2), "series_id": sid})
+        for j in range(i % 3):
+            rows["series_alternate_titles"].append(
+                {
+                    "series_id": sid,
+                    "label": HOSTILE[(i + j) % len(HOSTILE)],
+                    "title": HOSTILE[(i + 2 * j + 1) % len(HOSTILE)],
+                }
+            )
+            rows["series_external_ratings"].append(
+                {
+                    "series_id": sid,
+                    # Codex's source_name is a varchar(50).
+                    "source_name": HOSTILE[(i + j + 5) % len(HOSTILE)][:50],
+                    "rating": Decimal(["0", "100", "33.333", "99.99", "50.5"][(i + j) % 5]),
+                    "vote_count": [None, 1, 2, 1200][(i + j) % 4],
+                }
+            )
+        for u, user in enumerate(users):
+            if (i + u) % 3:
+                rows["user_series_ratings"].append(
+                    {
+                        "user_id": user,
+                        "series_id": sid,
+                        "rating": 1 + (i * 13 + u) % 100,
+                        "notes": HOSTILE[(i + u) % len(HOSTILE)] if u != 1 else None,
+                    }
+                )
+        for k in range(2):
+            bid = _uuid(f"book{k}", i)
+            rows["books"].append(
+                {
+                    "id": bid,
+                    "series_id": sid,
+                    "library_id": library,
+                    # Codex's path is unique in a library: the series' two books differ.
+                    "path": f"{other}#b{k}",
+                    "file_name": text if k else other,
+                    "file_size": (i + 1) * 1_000_003 * (k + 1),
+                    # Codex's format is NOT NULL: an empty one stands for "none".
+                    "format": text if i % 3 else "",
+                    "page_count": (i * 17) % 300,
+                    "deleted": False,
+                    "created_at": base + timedelta(hours=i, microseconds=k),
+                    "updated_at": base + timedelta(days=i),
+                }
+            )
+            number = NUMBERS[(i + k) % len(NUMBERS)] if (i + k) % 4 else None
+            rows["book_metadata"].append(
+                {
+                    "book_id": bid,
+                    "title": other if (i + k) % 3 else text,
+                    "number": None if number is None else Decimal(number),
+                    "summary": "\n".join(HOSTILE[(i + k) % 4 :: 4]),
+                    "publisher": text,
+                    "language_iso": other,
+                    "year": 1990 + i,
+                    "authors_json": AUTHORS_JSON[(i + k) % len(AUTHORS_JSON)],
+                }
+            )
+            rows["book_genres"].append(
+                {"book_id": bid, "genre_id": genres[(i + k) % len(genres)][0]}
             )
             if (i + k) % 2:
-                await conn.execute(
-                    "INSERT INTO book_tags (book_id, tag_id) VALUES ($1, $2)",
-                    bid,
-                    tags[(i + k) % len(tags)][0],
-                )
-                await conn.execute(
-                    "INSERT INTO read_list_books (read_list_id, book_id) VALUES ($1, $2)",
-                    lists[(i + k) % len(lists)][0],
-                    bid,
+                rows["book_tags"].append({"book_id": bid, "tag_id": tags[(i + k) % len(tags)][0]})
+                rows["read_list_books"].append(
+                    {"read_list_id": lists[(i + k) % len(lists)][0], "book_id": bid}
                 )
             for u, user in enumerate(users):
                 if (i + k + u) % 3 == 0:
@@ -273,17 +280,32 @@ async def _add_hostile(conn: asyncpg.Connection) -> None:
                 completed_at: Any = None
                 if (i + u) % 4 == 0:
                     completed_at = "infinity" if i == 11 and k == 0 else str(base)
-                await conn.execute(
-                    "INSERT INTO read_progress (user_id, book_id, current_page,"
-                    " progress_percentage, completed, completed_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz)",
-                    user,
-                    bid,
-                    (i * 5 + u) % 400 - 3,
-                    [None, 0.5, 1.7, -0.2, 0.333333, 1 / 3][(i + u) % 6],
-                    completed_at is not None,
-                    completed_at,
+                progress.append(
+                    (
+                        _uuid(f"progress{k}-{u}", i),
+                        user,
+                        bid,
+                        (i * 5 + u) % 400 - 3,
+                        [None, 0.5, 1.7, -0.2, 0.333333, 1 / 3][(i + u) % 6],
+                        completed_at is not None,
+                        completed_at,
+                        base,
+                    )
                 )
+    # Timestamps sent as text (year 5, year 9999, an offset, infinity), cast by PostgreSQL.
+    await conn.executemany(
+        "INSERT INTO series (id, library_id, path, name, normalized_name, created_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6::text::timestamptz, $7)",
+        series,
+    )
+    for table, table_rows in rows.items():
+        await insert(table, table_rows)
+    await conn.executemany(
+        "INSERT INTO read_progress (id, user_id, book_id, current_page, progress_percentage,"
+        " completed, completed_at, started_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8, $8)",
+        progress,
+    )
 
 
 @pytest.fixture(scope="module")
