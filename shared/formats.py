@@ -1,0 +1,94 @@
+"""The output formats, export types and statuses: the one list of each (SPEC §5, §6, §10).
+
+Every other list — API validation and its messages, the field-catalog response, file names and
+content types, metrics labels, CLI choices, the page (which reads them from the API) — is
+derived from these. The worker's render package maps each format to how it renders
+(``services/worker/render``); a format is added there and here, nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ExportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    MD = "md"
+
+
+class ExportType(StrEnum):
+    SERIES = "series"
+    BOOKS = "books"
+    BOTH = "both"
+
+
+class ExportStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# Statuses of an export still in flight (pending or running), and of one that has ended.
+ACTIVE_STATUSES = (ExportStatus.PENDING, ExportStatus.RUNNING)
+ENDED_STATUSES = tuple(s for s in ExportStatus if s not in ACTIVE_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    """What every part of the product needs to know of a format, but how it renders."""
+
+    key: ExportFormat
+    extension: str  # with its dot, as SPEC §10 lists it
+    content_type: str  # without parameters; text formats are served with charset=utf-8
+    supports_both: bool
+    label: str  # for people: the page's format choice
+    text: bool = True  # UTF-8 text (served with "; charset=utf-8")
+
+    @property
+    def media_type(self) -> str:
+        """The ``Content-Type`` header of a download."""
+        return f"{self.content_type}; charset=utf-8" if self.text else self.content_type
+
+    def public(self) -> dict[str, object]:
+        """The format as the field-catalog response lists it (camelCase)."""
+        return {
+            "key": self.key.value,
+            "extension": self.extension,
+            "contentType": self.content_type,
+            "supportsBoth": self.supports_both,
+            "label": self.label,
+        }
+
+
+FORMATS: dict[ExportFormat, FormatInfo] = {
+    info.key: info
+    for info in (
+        FormatInfo(ExportFormat.JSON, ".json", "application/json", True, "JSON"),
+        FormatInfo(ExportFormat.CSV, ".csv", "text/csv", False, "CSV"),
+        FormatInfo(ExportFormat.MD, ".md", "text/markdown", True, "Markdown"),
+    )
+}
+"""Every format, in the order of SPEC §10 (the API lists them in this order)."""
+
+
+def quoted_list(values: list[str]) -> str:
+    """``'a', 'b', or 'c'`` — how validation messages name the allowed values (SPEC §6)."""
+    quoted = [f"'{v}'" for v in values]
+    if len(quoted) <= 2:
+        return " or ".join(quoted)
+    return ", ".join(quoted[:-1]) + ", or " + quoted[-1]
+
+
+FORMAT_MESSAGE = "Format must be " + quoted_list([f.value for f in FORMATS])
+EXPORT_TYPE_MESSAGE = "Export type must be " + quoted_list([t.value for t in ExportType])
+
+
+def both_unsupported_message(fmt: ExportFormat) -> str:
+    """The 400 for ``both`` with a format that holds one table (SPEC §6, §10)."""
+    able = [info.label for info in FORMATS.values() if info.supports_both]
+    listed = " or ".join(able) if len(able) <= 2 else ", ".join(able[:-1]) + " or " + able[-1]
+    return f"{FORMATS[fmt].label} format is not supported for 'both' export type. Use {listed}."
