@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.api.errors import ApiError
+from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
@@ -94,16 +94,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        # A message may echo the caller's input, and a lone surrogate has no UTF-8 form.
-        message = err.message.encode("utf-8", "replace").decode("utf-8")
-        return JSONResponse(
-            {"error": err.code, "message": message}, status_code=err.status, headers=headers
-        )
+        return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = err.errors()
-        where = ".".join(str(p) for p in problems[0].get("loc", ())[1:]) if problems else ""
+        # A location can name a key of the caller's own (a dict's), so each part is cut.
+        where = ".".join(shown(str(p)) for p in problems[0].get("loc", ())[1:]) if problems else ""
         message = "The request is malformed"
         if problems:
             message += f": {problems[0].get('msg', 'invalid value')}" + (

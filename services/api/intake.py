@@ -53,5 +53,5 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
                 idempotency_key=request.idempotency_key,
             )
         except ApiError as err:
-            return _error(err.code, err.message)
+            return err.body()
         return row.public().model_dump(mode="json", by_alias=True)
