@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
+from services.api.limits import BodyLimitMiddleware
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
 from shared.bus import make_broker
@@ -128,6 +129,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=500,
         )
 
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
     # Outermost, so the time includes the other middleware and error handling.
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)

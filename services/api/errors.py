@@ -47,6 +47,11 @@ class NotFound(ApiError):
     code = "NotFound"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "RequestTimeout"
+
+
 class Conflict(ApiError):
     status = 409
     code = "Conflict"
@@ -63,6 +68,11 @@ class NotReady(Conflict):
 class Gone(ApiError):
     status = 410
     code = "Gone"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "PayloadTooLarge"
 
 
 class RangeNotSatisfiable(ApiError):

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.api import repository, service
 from services.api.errors import ApiError
+from services.api.limits import too_large
 from shared.dto import SubmitRequest
 from shared.settings import Settings
 from shared.subjects import SUBMIT
@@ -36,6 +37,9 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
     async def submit(msg: NatsMessage) -> dict[str, Any]:
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings
+        if len(msg.body) > settings.max_body_bytes:
+            # NATS bounds a message (max_payload, 1 MiB unless raised); HTTP's limit holds too.
+            return too_large(settings.max_body_bytes).body()
         try:
             request = SubmitRequest.model_validate_json(msg.body)
         except ValidationError as err:
