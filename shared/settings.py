@@ -50,6 +50,10 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    # Every request body (HTTP and export.submit): larger ones answer 413, and an HTTP body
+    # must have arrived whole this many seconds after its headers, else 408.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     # Worker and janitor serve /metrics, /healthz and /readyz here; 0 turns that off.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     log_level: str = "INFO"

@@ -18,8 +18,9 @@ from faststream.nats import NatsBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.codex_keys import VerifiedKeys
-from services.api.errors import ApiError
+from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
+from services.api.limits import BodyLimitMiddleware
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
 from shared.bus import make_broker
@@ -96,16 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        # A message may echo the caller's input, and a lone surrogate has no UTF-8 form.
-        message = err.message.encode("utf-8", "replace").decode("utf-8")
-        return JSONResponse(
-            {"error": err.code, "message": message}, status_code=err.status, headers=headers
-        )
+        return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = err.errors()
-        where = ".".join(str(p) for p in problems[0].get("loc", ())[1:]) if problems else ""
+        # A location can name a key of the caller's own (a dict's), so each part is cut.
+        where = ".".join(shown(str(p)) for p in problems[0].get("loc", ())[1:]) if problems else ""
         message = "The request is malformed"
         if problems:
             message += f": {problems[0].get('msg', 'invalid value')}" + (
@@ -133,6 +131,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=500,
         )
 
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
     # Outermost, so the time includes the other middleware and error handling.
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)

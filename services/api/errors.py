@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+# A value quoted in a message is cut past this many characters: a megabyte of bad input
+# must not come back as a megabyte of error message.
+QUOTED_MAX_CHARS = 64
+
+
+def shown(value: str) -> str:
+    """``value`` as an error message quotes it: whole when short, else its start and "…"."""
+    return value if len(value) <= QUOTED_MAX_CHARS else value[:QUOTED_MAX_CHARS] + "…"
+
 
 class ApiError(Exception):
     status = 500
@@ -10,6 +19,12 @@ class ApiError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def body(self) -> dict[str, str]:
+        """The error as every answer carries it (HTTP and ``export.submit``)."""
+        # A message may echo the caller's input, and a lone surrogate has no UTF-8 form.
+        message = self.message.encode("utf-8", "replace").decode("utf-8")
+        return {"error": self.code, "message": message}
 
 
 class ValidationFailed(ApiError):
@@ -32,6 +47,11 @@ class NotFound(ApiError):
     code = "NotFound"
 
 
+class RequestTimeout(ApiError):
+    status = 408
+    code = "RequestTimeout"
+
+
 class Conflict(ApiError):
     status = 409
     code = "Conflict"
@@ -48,6 +68,11 @@ class NotReady(Conflict):
 class Gone(ApiError):
     status = 410
     code = "Gone"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "PayloadTooLarge"
 
 
 class RangeNotSatisfiable(ApiError):

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from services.api import repository, service
 from services.api.auth import INACTIVE
 from services.api.errors import ApiError
+from services.api.limits import too_large
 from shared.dto import SubmitRequest
 from shared.settings import Settings
 from shared.subjects import SUBMIT
@@ -37,6 +38,9 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
     async def submit(msg: NatsMessage) -> dict[str, Any]:
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings
+        if len(msg.body) > settings.max_body_bytes:
+            # NATS bounds a message (max_payload, 1 MiB unless raised); HTTP's limit holds too.
+            return too_large(settings.max_body_bytes).body()
         try:
             request = SubmitRequest.model_validate_json(msg.body)
         except ValidationError as err:
@@ -57,5 +61,5 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
                 idempotency_key=request.idempotency_key,
             )
         except ApiError as err:
-            return _error(err.code, err.message)
+            return err.body()
         return row.public().model_dump(mode="json", by_alias=True)

@@ -19,7 +19,14 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from services.api import repository
-from services.api.errors import EXPORT_NOT_FOUND, Conflict, LimitReached, NotFound, ValidationFailed
+from services.api.errors import (
+    EXPORT_NOT_FOUND,
+    Conflict,
+    LimitReached,
+    NotFound,
+    ValidationFailed,
+    shown,
+)
 from shared import fields as catalog
 from shared import metrics, object_store
 from shared import repository as exports_repo
@@ -66,7 +73,7 @@ def _check_fields(keys: list[str] | None, known: dict[str, catalog.Field], what:
         raise ValidationFailed(f"At least one {what} field must be selected")
     for key in keys:
         if key not in known:
-            raise ValidationFailed(f"Unknown {what} field: {key}")
+            raise ValidationFailed(f"Unknown {what} field: {shown(key)}")
     return keys
 
 
@@ -93,10 +100,10 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
             parsed.append((str(raw), None))
     readable = await repository.readable_by_id(pool, user_id, [u for _, u in parsed if u])
     library_ids: list[UUID] = []
-    for shown, lib in parsed:
+    for given, lib in parsed:
         # A library the caller may not read is indistinguishable from one that does not exist.
         if lib is None or lib not in readable:
-            raise ValidationFailed(f"Unknown library: {shown}")
+            raise ValidationFailed(f"Unknown library: {shown(given)}")
         if lib not in library_ids:
             library_ids.append(lib)
 
