@@ -1,8 +1,9 @@
-"""Prometheus metrics for every service, and the small HTTP server the worker and janitor expose.
+"""Prometheus metrics for every service: the metrics, their label rules and their exposition.
 
 Names follow ``exports_<noun>_<unit|total>``. Every label takes values from a short, fixed list:
 anything else is recorded as ``other``, so no request, user or export id can grow a series.
-The meaning of each metric is documented in ``docs/operations.md``.
+The meaning of each metric is documented in ``docs/operations.md``. The worker's and the
+janitor's ``/metrics`` server is ``shared.health``'s; the janitor refreshes the state gauges.
 
 Everything registers in prometheus_client's default registry, so the process collectors
 (``process_resident_memory_bytes``, CPU, open files) come along on every ``/metrics``.
@@ -10,16 +11,13 @@ Everything registers in prometheus_client's default registry, so the process col
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 from faststream.nats.prometheus.provider import (
     BatchNatsMetricsSettingsProvider,
@@ -259,7 +257,7 @@ def record_deletion(reason: str, count: int = 1) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StateSnapshot:
-    """What :data:`STATE_SQL` reads in one pass over ``exports.exports``."""
+    """What the janitor reads of ``exports.exports`` for the state gauges, in one pass."""
 
     records: Mapping[str, int]
     oldest_pending_seconds: float
@@ -268,47 +266,6 @@ class StateSnapshot:
     outbox_backlog: int
     outbox_oldest_seconds: float
     storage_bytes: int
-
-
-# One read-only aggregate, kept next to the gauges it feeds. The table holds at most
-# (max_completed_per_user + max_concurrent_per_user) rows per user, so a scan is cheap.
-STATE_SQL = """
-SELECT
-  count(*) FILTER (WHERE status = 'pending') AS pending,
-  count(*) FILTER (WHERE status = 'running') AS running,
-  count(*) FILTER (WHERE status = 'completed') AS completed,
-  count(*) FILTER (WHERE status = 'failed') AS failed,
-  count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-  coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending')), 0)
-    AS oldest_pending_seconds,
-  coalesce(extract(epoch FROM now() - min(started_at) FILTER (WHERE status = 'running')), 0)
-    AS oldest_running_seconds,
-  coalesce(extract(epoch FROM now() - min(heartbeat_at) FILTER (WHERE status = 'running')), 0)
-    AS heartbeat_age_seconds,
-  count(*) FILTER (WHERE status = 'pending' AND published_at IS NULL) AS outbox_backlog,
-  coalesce(extract(epoch FROM now() - min(created_at)
-    FILTER (WHERE status = 'pending' AND published_at IS NULL)), 0) AS outbox_oldest_seconds,
-  coalesce(sum(file_size_bytes) FILTER (WHERE status = 'completed'), 0) AS storage_bytes
-FROM exports.exports
-"""
-
-
-class _FetchRow(Protocol):
-    async def fetchrow(self, query: str, *args: Any) -> Any: ...
-
-
-async def read_state(db: _FetchRow) -> StateSnapshot:
-    """Run :data:`STATE_SQL` on a pool or connection."""
-    row = await db.fetchrow(STATE_SQL)
-    return StateSnapshot(
-        records={status: int(row[status]) for status in STATUSES},
-        oldest_pending_seconds=float(row["oldest_pending_seconds"]),
-        oldest_running_seconds=float(row["oldest_running_seconds"]),
-        heartbeat_age_seconds=float(row["heartbeat_age_seconds"]),
-        outbox_backlog=int(row["outbox_backlog"]),
-        outbox_oldest_seconds=float(row["outbox_oldest_seconds"]),
-        storage_bytes=int(row["storage_bytes"]),
-    )
 
 
 def set_state(snapshot: StateSnapshot) -> None:
@@ -320,58 +277,13 @@ def set_state(snapshot: StateSnapshot) -> None:
     OUTBOX_BACKLOG.set(snapshot.outbox_backlog)
     OUTBOX_OLDEST.set(snapshot.outbox_oldest_seconds)
     STORAGE_BYTES.set(snapshot.storage_bytes)
+    STATE_REFRESHED.set(time.time())
 
 
 def set_consumer(consumer: str, *, pending: int, ack_pending: int) -> None:
     name = _one_of(consumer, CONSUMERS)
     CONSUMER_PENDING.labels(name).set(pending)
     CONSUMER_ACK_PENDING.labels(name).set(ack_pending)
-
-
-class _JetStream(Protocol):
-    async def consumer_info(self, stream: str, consumer: str) -> Any: ...
-
-
-async def refresh_state(
-    db: _FetchRow, js: _JetStream | None, *, stream: str, consumers: Iterable[str]
-) -> None:
-    """Read the state gauges once: the database (raises on failure), then each consumer's
-    info from JetStream (a missing consumer, e.g. before any worker started, is only logged)."""
-    set_state(await read_state(db))
-    STATE_REFRESHED.set(time.time())
-    if js is None:
-        return
-    for consumer in consumers:
-        try:
-            info = await js.consumer_info(stream, consumer)
-        except Exception as err:
-            log.warning("could not read consumer %s of %s: %s", consumer, stream, err)
-            continue
-        set_consumer(
-            consumer,
-            pending=int(info.num_pending or 0),
-            ack_pending=int(info.num_ack_pending or 0),
-        )
-
-
-async def refresh_state_forever(
-    db: _FetchRow,
-    js: _JetStream | None,
-    *,
-    stream: str,
-    consumers: Iterable[str],
-    storage_cap_bytes: int,
-    interval_seconds: float = 30.0,
-) -> None:
-    """Refresh the state gauges every ``interval_seconds`` until cancelled; errors are logged."""
-    STORAGE_CAP_BYTES.set(storage_cap_bytes)
-    names = tuple(consumers)
-    while True:
-        try:
-            await refresh_state(db, js, stream=stream, consumers=names)
-        except Exception as err:
-            log.warning("could not refresh the state metrics: %s", err)
-        await asyncio.sleep(interval_seconds)
 
 
 # --- exposition -------------------------------------------------------------------------------
@@ -490,126 +402,3 @@ def nats_metrics_middleware(app_name: str) -> PrometheusMiddleware[Any, Any]:
         app_name=app_name,
         metrics_prefix="exports_nats",
     )
-
-
-# --- /metrics, /healthz and /readyz for the worker and the janitor ----------------------------
-
-ReadyCheck = Callable[[], Awaitable[Iterable[str]]]
-"""Returns the names of the parts that are not ready (empty when ready)."""
-
-
-def check_all(
-    checks: Mapping[str, Callable[[], Awaitable[object]]], *, timeout: float = 3.0
-) -> ReadyCheck:
-    """A :data:`ReadyCheck` from named probes: a part fails if its probe raises, times out or
-    returns ``False``. Probes run concurrently."""
-
-    async def one(name: str, probe: Callable[[], Awaitable[object]]) -> str | None:
-        try:
-            result = await asyncio.wait_for(probe(), timeout)
-        except Exception:
-            return name
-        return name if result is False else None
-
-    async def ready() -> list[str]:
-        results = await asyncio.gather(*(one(n, p) for n, p in checks.items()))
-        return [name for name in results if name is not None]
-
-    return ready
-
-
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
-_MAX_HEAD = 8192
-_JSON = "application/json"
-_TEXT = "text/plain; charset=utf-8"
-
-
-async def _answer(
-    ready_check: ReadyCheck, method: str, path: str, accept: str | None
-) -> tuple[int, bytes, str]:
-    """Status, body and content type for one request to the health and metrics server."""
-    if method not in ("GET", "HEAD"):
-        return 405, b"method not allowed\n", _TEXT
-    if path == "/metrics":
-        body, content_type = metrics_response(accept)
-        return 200, body, content_type
-    if path == "/healthz":
-        # Answering at all proves the event loop is alive; readiness covers the servers.
-        return 200, json.dumps({"status": "ok"}).encode(), _JSON
-    if path == "/readyz":
-        try:
-            failing = sorted(await ready_check())
-        except Exception as err:
-            log.warning("readiness check raised: %s", err)
-            failing = ["readiness check"]
-        if not failing:
-            return 200, json.dumps({"status": "ready"}).encode(), _JSON
-        payload = {
-            "status": "unavailable",
-            "failing": failing,
-            "message": "Not ready: " + ", ".join(failing) + " unreachable",
-        }
-        return 503, json.dumps(payload).encode(), _JSON
-    return 404, b"not found\n", _TEXT
-
-
-async def _handle(
-    ready_check: ReadyCheck, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    try:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        request_line = lines[0].split(" ")
-        if len(request_line) == 3:
-            method, target, _ = request_line
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines[1:] if line)
-            }
-            path = target.split("?", 1)[0]
-            status, body, content_type = await _answer(
-                ready_check, method, path, headers.get("accept")
-            )
-        else:
-            method, status, body, content_type = "GET", 400, b"bad request\n", _TEXT
-        reason = _REASONS.get(status, "Error")
-        head_out = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
-        ).encode("ascii")
-        writer.write(head_out if method == "HEAD" else head_out + body)
-        await writer.drain()
-    except (ConnectionError, OSError):
-        pass  # the prober went away; nothing to answer
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
-
-
-async def serve_health_and_metrics(
-    port: int, ready_check: ReadyCheck, *, host: str = "127.0.0.1"
-) -> asyncio.Server | None:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` in the running loop.
-
-    ``/readyz`` answers 503 with the failing parts named, e.g.
-    ``{"status": "unavailable", "failing": ["database"], ...}``, the same shape as the api's.
-    Returns the server (close it on shutdown), or ``None`` if the port is taken: the service
-    keeps running without it, which only happens when several run on one host (development).
-    """
-    try:
-        return await asyncio.start_server(
-            lambda r, w: _handle(ready_check, r, w), host, port, limit=_MAX_HEAD
-        )
-    except OSError as err:
-        log.warning("health and metrics server not started on %s:%d: %s", host, port, err)
-        return None

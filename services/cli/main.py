@@ -90,12 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("username")
     for name in ("api", "worker", "janitor"):
         sub.add_parser(name, help=f"run the {name} service")
-    from services.cli import client, restore
-    from shared import privileges
+    from services.cli import client, grant, restore
 
     client.register(sub)  # export …, login
     restore.register(sub)  # catalog restore
-    privileges.register(sub)  # grant (least privilege per service)
+    grant.register(sub)  # grant (least privilege per service)
     args = parser.parse_args(argv)
 
     handler = getattr(args, "handler", None)

@@ -1,23 +1,23 @@
-"""The janitor service: FastStream app consuming the fired timers."""
+"""The janitor service: wires the broker, the timer subscriber and the clients' lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
-from pydantic import ValidationError
 
-from services.janitor import service
-from shared import health, metrics, object_store
+from services.janitor import handlers, service
+from shared import health, object_store
 from shared.bus import make_broker
-from shared.events import TIMER_EVENT, ExpireTimerFired, SweepTimerFired
+from shared.events import SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import (
@@ -50,9 +50,6 @@ def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or Settings()
     broker = make_broker(settings, "janitor", consumer=True)
     state: dict[str, service.JanitorContext] = {}
-    pools: list[asyncpg.Pool] = []
-    servers: list[asyncio.Server] = []
-    tasks: list[asyncio.Task[None]] = []
 
     @broker.subscriber(
         TIMER_FIRED_ALL,
@@ -65,52 +62,37 @@ def create_app(settings: Settings | None = None) -> FastStream:
         description="Expire one export, or sweep",
     )
     async def on_timer(msg: NatsMessage) -> None:
-        try:
-            event = TIMER_EVENT.validate_json(msg.body)
-        except ValidationError as err:
-            log.warning(
-                "rejected malformed timer event on %s (%d errors)",
-                msg.raw_message.subject,
-                err.error_count(),
-            )
-            await msg.reject()
-            return
-        ctx = state["ctx"]
-        try:
-            if isinstance(event, ExpireTimerFired):
-                await service.expire(ctx, event.export_id)
-            else:
-                started = time.monotonic()
-                report = await service.sweep(ctx)
-                metrics.SWEEP_DURATION.observe(time.monotonic() - started)
-                metrics.SWEEP_LAST_SUCCESS.set(time.time())
-                metrics.STALE_REQUEUED.inc(report.requeued)
-                log.info("sweep done: %s", report)
-        except Exception as err:
-            log.warning("timer handling failed, will retry: %s", err)
-            await msg.nack(delay=10.0)
-            return
-        await msg.ack()
+        await handlers.on_timer(state["ctx"], msg)
 
-    async def startup() -> None:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        """The clients that live as long as the app; closed when it stops."""
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-        pools.append(pool)
-        store = object_store.make_client(settings)
-        await asyncio.to_thread(
-            object_store.ensure_bucket,
-            store,
-            settings.s3_bucket,
-            retention_seconds=settings.retention_seconds,
-        )
-        state["ctx"] = service.JanitorContext(settings, pool, store, broker)
-        server = await health.serve(settings, pool, broker, store)
-        if server is not None:
-            servers.append(server)
+        try:
+            store = object_store.make_client(settings)
+            await asyncio.to_thread(
+                object_store.ensure_bucket,
+                store,
+                settings.s3_bucket,
+                retention_seconds=settings.retention_seconds,
+            )
+            state["ctx"] = service.JanitorContext(settings, pool, store, broker)
+            server = await health.serve(settings, pool, broker, store)
+            try:
+                yield
+            finally:
+                if server is not None:
+                    server.close()
+        finally:
+            await pool.close()
+
+    tasks: list[asyncio.Task[None]] = []
 
     async def after_startup() -> None:
+        # Needs the connected broker: the sweep's schedule and the state gauges' refresh.
         await schedule_sweep(broker, settings.sweep_interval_seconds)
-        refresh = metrics.refresh_state_forever(
-            pools[0],
+        refresh = service.refresh_state_forever(
+            state["ctx"].pool,
             broker.connection.jetstream(),
             stream=STREAM,
             consumers=(WORKERS_DURABLE, JANITOR_DURABLE),
@@ -119,20 +101,16 @@ def create_app(settings: Settings | None = None) -> FastStream:
         tasks.append(asyncio.create_task(refresh))
         log.info("janitor ready (sweep every %ds)", settings.sweep_interval_seconds)
 
-    async def after_shutdown() -> None:
+    async def on_shutdown() -> None:
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for server in servers:
-            server.close()
-        for pool in pools:
-            await pool.close()
 
     return FastStream(
         broker,
         logger=logging.getLogger("codex_exports.app"),
-        on_startup=[startup],
+        lifespan=lifespan,
         after_startup=[after_startup],
-        after_shutdown=[after_shutdown],
+        on_shutdown=[on_shutdown],
     )

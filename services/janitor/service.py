@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -85,3 +88,55 @@ async def remove_orphans(ctx: JanitorContext) -> int:
     )
     metrics.record_deletion("orphan_upload", aborted)
     return removed + aborted
+
+
+# --- the state gauges (exports by status, backlog, storage, consumer lag) -----------------
+
+
+class _JetStream(Protocol):
+    async def consumer_info(self, stream: str, consumer: str) -> Any: ...
+
+
+async def refresh_state(
+    db: asyncpg.Pool | asyncpg.Connection,
+    js: _JetStream | None,
+    *,
+    stream: str,
+    consumers: Iterable[str],
+) -> None:
+    """Read the state gauges once: the database (raises on failure), then each consumer's
+    info from JetStream (a missing consumer, e.g. before any worker started, is only logged)."""
+    metrics.set_state(await repository.read_state(db))
+    if js is None:
+        return
+    for consumer in consumers:
+        try:
+            info = await js.consumer_info(stream, consumer)
+        except Exception as err:
+            log.warning("could not read consumer %s of %s: %s", consumer, stream, err)
+            continue
+        metrics.set_consumer(
+            consumer,
+            pending=int(info.num_pending or 0),
+            ack_pending=int(info.num_ack_pending or 0),
+        )
+
+
+async def refresh_state_forever(
+    db: asyncpg.Pool | asyncpg.Connection,
+    js: _JetStream | None,
+    *,
+    stream: str,
+    consumers: Iterable[str],
+    storage_cap_bytes: int,
+    interval_seconds: float = 30.0,
+) -> None:
+    """Refresh the state gauges every ``interval_seconds`` until cancelled; errors are logged."""
+    metrics.STORAGE_CAP_BYTES.set(storage_cap_bytes)
+    names = tuple(consumers)
+    while True:
+        try:
+            await refresh_state(db, js, stream=stream, consumers=names)
+        except Exception as err:
+            log.warning("could not refresh the state metrics: %s", err)
+        await asyncio.sleep(interval_seconds)

@@ -1,4 +1,4 @@
-"""The worker service: FastStream app consuming ``export.requested``."""
+"""The worker service: wires the broker, the subscribers and the clients' lifespan."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID
 
 import asyncpg
@@ -60,42 +62,40 @@ def create_app(settings: Settings | None = None) -> FastStream:
         if "runner" in state:
             await state["runner"].cancel(export_id)
 
-    pool_holder: dict[str, asyncpg.Pool] = {}
-    servers: list[asyncio.Server] = []
-
-    async def startup() -> None:
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        """The clients that live as long as the app; closed when it stops."""
         pool = await asyncpg.create_pool(
             settings.database_url, min_size=1, max_size=settings.worker_concurrency * 2 + 2
         )
-        pool_holder["pool"] = pool
-        store = object_store.make_client(settings)
-        await asyncio.to_thread(
-            object_store.ensure_bucket,
-            store,
-            settings.s3_bucket,
-            retention_seconds=settings.retention_seconds,
-        )
-        state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
-        metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
-        server = await health.serve(settings, pool, broker, store)
-        if server is not None:
-            servers.append(server)
-        log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
+        try:
+            store = object_store.make_client(settings)
+            await asyncio.to_thread(
+                object_store.ensure_bucket,
+                store,
+                settings.s3_bucket,
+                retention_seconds=settings.retention_seconds,
+            )
+            state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
+            metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
+            server = await health.serve(settings, pool, broker, store)
+            log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
+            try:
+                yield
+            finally:
+                if server is not None:
+                    server.close()
+        finally:
+            await pool.close()
 
-    async def shutdown() -> None:
+    async def on_shutdown() -> None:
+        # Before the broker stops: running exports give their messages back at once.
         if "runner" in state:
             state["runner"].interrupt_all()
-
-    async def after_shutdown() -> None:
-        for server in servers:
-            server.close()
-        if "pool" in pool_holder:
-            await pool_holder["pool"].close()
 
     return FastStream(
         broker,
         logger=logging.getLogger("codex_exports.app"),
-        on_startup=[startup],
-        on_shutdown=[shutdown],
-        after_shutdown=[after_shutdown],
+        lifespan=lifespan,
+        on_shutdown=[on_shutdown],
     )

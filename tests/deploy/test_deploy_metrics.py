@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from faststream.nats import NatsBroker, TestNatsBroker
 from prometheus_client import REGISTRY
 
-from shared import metrics
+from services.janitor import service as janitor_service
+from shared import health, metrics
 
 
 def _sample(name: str, labels: dict[str, str] | None = None) -> float:
@@ -40,8 +41,8 @@ async def test_health_server_answers_health_readiness_and_metrics() -> None:
     async def nats() -> None:
         await asyncio.sleep(10)  # a hung dependency counts as failing, after the timeout
 
-    ready = metrics.check_all({"database": database, "nats": nats}, timeout=0.2)
-    server = await metrics.serve_health_and_metrics(0, ready)
+    ready = health.check_all({"database": database, "nats": nats}, timeout=0.2)
+    server = await health.serve_health_and_metrics(0, ready)
     assert server is not None
     port = server.sockets[0].getsockname()[1]
     try:
@@ -77,7 +78,7 @@ async def test_ready_when_every_probe_passes() -> None:
     async def ok() -> None:
         return None
 
-    server = await metrics.serve_health_and_metrics(0, metrics.check_all({"database": ok}))
+    server = await health.serve_health_and_metrics(0, health.check_all({"database": ok}))
     assert server is not None
     try:
         status, _, body = await _get(server.sockets[0].getsockname()[1], "/readyz")
@@ -88,11 +89,11 @@ async def test_ready_when_every_probe_passes() -> None:
 
 
 async def test_a_taken_port_does_not_stop_the_service() -> None:
-    first = await metrics.serve_health_and_metrics(0, metrics.check_all({}))
+    first = await health.serve_health_and_metrics(0, health.check_all({}))
     assert first is not None
     try:
         port = first.sockets[0].getsockname()[1]
-        assert await metrics.serve_health_and_metrics(port, metrics.check_all({})) is None
+        assert await health.serve_health_and_metrics(port, health.check_all({})) is None
     finally:
         first.close()
         await first.wait_closed()
@@ -214,7 +215,7 @@ class _FakeJetStream:
 
 
 async def test_state_gauges_from_the_database_and_jetstream() -> None:
-    await metrics.refresh_state(
+    await janitor_service.refresh_state(
         _FakeDb(), _FakeJetStream(), stream="EXPORTS", consumers=["workers"]
     )
     assert _sample("exports_records", {"status": "completed"}) == 7
@@ -232,7 +233,7 @@ async def test_refresh_loop_survives_errors(caplog: pytest.LogCaptureFixture) ->
             raise ConnectionError("database down")
 
     task = asyncio.create_task(
-        metrics.refresh_state_forever(
+        janitor_service.refresh_state_forever(
             _Down(),
             None,
             stream="EXPORTS",
@@ -260,7 +261,7 @@ async def test_a_missing_consumer_does_not_stale_the_database_state(
             return _Info()
 
     metrics.STATE_REFRESHED.set(0)
-    await metrics.refresh_state(
+    await janitor_service.refresh_state(
         _FakeDb(), _NoConsumer(), stream="EXPORTS", consumers=["janitor", "workers"]
     )
     assert _sample("exports_state_refreshed_timestamp_seconds") > 0

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
+from services.cli import grant as privileges
 from services.cli.synthetic import build_synthetic
-from shared import privileges
 from tests.conftest import Servers, create_database, new_user
 from tests.security.conftest import KEYS_URL, URL, SystemFactory, key_client, store
 from tests.system import System, wait_for_export
