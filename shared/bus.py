@@ -1,13 +1,19 @@
-"""The NATS broker every service builds: one connection policy, metrics on every message."""
+"""The NATS broker every service builds (one connection policy, metrics on every message), and
+the one way facts are published."""
 
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from faststream.nats import NatsBroker
+from pydantic import BaseModel
 
 from shared import metrics
 from shared.settings import Settings
+from shared.subjects import STREAM
+
+log = logging.getLogger(__name__)
 
 # Long enough for a running export to reach its next batch and hand itself back on SIGTERM,
 # well inside a pod's 45 s grace period.
@@ -29,3 +35,31 @@ def make_broker(settings: Settings, service: str, *, consumer: bool = False) -> 
         graceful_timeout=GRACEFUL_TIMEOUT_SECONDS if consumer else FASTSTREAM_DEFAULT_GRACEFUL,
         middlewares=[metrics.nats_metrics_middleware(service)],
     )
+
+
+async def publish_fact(
+    broker: NatsBroker,
+    event: BaseModel,
+    subject: str,
+    export_id: UUID,
+    *,
+    wait_seconds: float = 5.0,
+) -> bool:
+    """Publish a fact (``export.completed``, ``.failed``, ``.cancelled``, ``.expired``).
+
+    Best effort: nothing in the core depends on facts (ARCHITECTURE.md), so a failure is logged
+    and reported as False, never raised. The message id (subject and export) lets JetStream drop
+    a repeat of the same fact within its duplicate window.
+    """
+    try:
+        await broker.publish(
+            event.model_dump(mode="json"),
+            subject,
+            headers={"Nats-Msg-Id": f"{subject}:{export_id}"},
+            stream=STREAM,
+            timeout=wait_seconds,
+        )
+    except Exception as err:
+        log.warning("could not publish %s: %s", subject, err, extra={"export_id": export_id})
+        return False
+    return True

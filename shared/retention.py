@@ -14,10 +14,11 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from shared import metrics, object_store
+from shared.bus import publish_fact
 from shared.events import ExportExpired
 from shared.repository import _COLUMNS, ExportRow
 from shared.settings import Settings
-from shared.subjects import EXPIRED, STREAM
+from shared.subjects import EXPIRED
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,7 @@ async def remove(
         extra={"export_id": row.id, "user_id": row.user_id, "request_id": row.request_id},
     )
     event = ExportExpired(export_id=row.id, user_id=row.user_id, reason=reason)
-    try:
-        await broker.publish(
-            event.model_dump(mode="json"),
-            EXPIRED,
-            headers={"Nats-Msg-Id": f"{EXPIRED}:{row.id}"},
-            stream=STREAM,
-            timeout=5.0,
-        )
-    except Exception as err:
-        log.warning("could not publish %s: %s", EXPIRED, err, extra={"export_id": row.id})
+    await publish_fact(broker, event, EXPIRED, row.id)
     return True
 
 

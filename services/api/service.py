@@ -30,12 +30,13 @@ from services.api.errors import (
 from shared import fields as catalog
 from shared import metrics, object_store
 from shared import repository as exports_repo
+from shared.bus import publish_fact
 from shared.dto import ExportCreate
 from shared.events import ExportCancelled
 from shared.naming import export_file_name, object_key
 from shared.outbox import publish_requested
 from shared.settings import Settings
-from shared.subjects import CANCELLED, STREAM, cancel_subject
+from shared.subjects import CANCELLED, cancel_subject
 from shared.timers import schedule_expiry
 
 log = logging.getLogger(__name__)
@@ -234,16 +235,7 @@ async def cancel_export(
         raise Conflict(f"Export cannot be cancelled (status: {existing.status})")
     await signal_cancel(broker, export_id)
     event = ExportCancelled(export_id=row.id, user_id=row.user_id)
-    try:
-        await broker.publish(
-            event.model_dump(mode="json"),
-            CANCELLED,
-            headers={"Nats-Msg-Id": f"{CANCELLED}:{row.id}"},
-            stream=STREAM,
-            timeout=2.0,
-        )
-    except Exception as err:
-        log.warning("could not publish %s: %s", CANCELLED, err)
+    await publish_fact(broker, event, CANCELLED, row.id, wait_seconds=2.0)
     await schedule_expiry(broker, row)
     return row
 

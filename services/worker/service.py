@@ -21,10 +21,11 @@ from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLos
 from shared import fields as field_catalog
 from shared import metrics, object_store, retention
 from shared import repository as exports_repo
+from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
 from shared.naming import CONTENT_TYPES
 from shared.settings import Settings
-from shared.subjects import COMPLETED, FAILED, STREAM
+from shared.subjects import COMPLETED, FAILED
 from shared.timers import schedule_expiry
 
 log = logging.getLogger(__name__)
@@ -312,7 +313,7 @@ async def announce_completed(ctx: WorkerContext, row: exports_repo.ExportRow) ->
         sha256=row.sha256,
         completed_at=row.completed_at,
     )
-    await _publish(ctx, event.model_dump(mode="json"), COMPLETED, row)
+    await publish_fact(ctx.broker, event, COMPLETED, row.id)
     await schedule_expiry(ctx.broker, row)
 
 
@@ -326,18 +327,8 @@ async def enforce_caps(ctx: WorkerContext) -> None:
 
 async def announce_failed(ctx: WorkerContext, row: exports_repo.ExportRow, error: str) -> None:
     event = ExportFailed(export_id=row.id, user_id=row.user_id, error=error)
-    await _publish(ctx, event.model_dump(mode="json"), FAILED, row)
+    await publish_fact(ctx.broker, event, FAILED, row.id)
     await schedule_expiry(ctx.broker, row)
-
-
-async def _publish(
-    ctx: WorkerContext, payload: dict[str, Any], subject: str, row: exports_repo.ExportRow
-) -> None:
-    headers = {"Nats-Msg-Id": f"{subject}:{row.id}"}
-    try:
-        await ctx.broker.publish(payload, subject, headers=headers, stream=STREAM, timeout=5.0)
-    except Exception as err:
-        log.warning("could not publish %s: %s", subject, err, extra={"export_id": row.id})
 
 
 __all__ = [
