@@ -1,7 +1,7 @@
 """Session fixtures: real PostgreSQL, NATS JetStream and an S3 server on 127.0.0.1.
 
-Containers (testcontainers) are used where a Docker engine exists; otherwise the servers come
-from their PyPI packages (RECIPES.md), started once per test session.
+The servers come from their PyPI packages (RECIPES.md), started once per test session: the
+same on every developer's machine and in CI, none of which has a Docker engine.
 """
 
 from __future__ import annotations

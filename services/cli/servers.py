@@ -66,7 +66,6 @@ __all__ = [
     "S3Server",
     "Server",
     "ServerError",
-    "docker_available",
     "free_port",
     "nats_server_binary",
     "postgres_bin_dir",
@@ -737,22 +736,6 @@ def start_s3(
         server.stop(timeout=5)
         raise _failure(f"SeaweedFS S3 did not become ready on {server.endpoint}", server.log_path)
     return server
-
-
-# --------------------------------------------------------------------------------------------
-# Docker
-# --------------------------------------------------------------------------------------------
-
-
-def docker_available(timeout: float = 2.0) -> bool:
-    """True if a Docker engine answers a ping within ``timeout`` s (for testcontainers).
-
-    With no ``DOCKER_HOST`` and no ``/var/run/docker.sock`` it answers ``False`` at once, without
-    the Docker SDK (which leaks an unclosed socket when it fails to connect).
-    """
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
-        return False
     try:
         import docker  # type: ignore[import-untyped]  # docker-py ships no type information
 

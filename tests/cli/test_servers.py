@@ -27,7 +27,6 @@ from services.cli.servers import (
     PostgresServer,
     S3Server,
     ServerError,
-    docker_available,
     free_port,
     start_nats,
     start_postgres,
@@ -95,12 +94,6 @@ def _stop_and_check_gone(server: PostgresServer | NatsServer | S3Server) -> floa
 def test_free_port_is_bindable() -> None:
     port = free_port()
     assert 1024 <= port <= 65535
-
-
-def test_docker_available_answers_quickly() -> None:
-    started = time.monotonic()
-    assert isinstance(docker_available(), bool)
-    assert time.monotonic() - started < 5
 
 
 async def test_postgres_select_restart_and_stop(base_dir: Path) -> None:
