@@ -3,6 +3,7 @@ its OIDC users. The test plays Codex: it writes Codex's ``users`` and ``api_keys
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -108,7 +109,7 @@ async def test_a_codex_api_key_works_on_every_export_endpoint(
         deadline = time.monotonic() + 60
         while client.get(f"{URL}/{export_id}").json()["status"] != "completed":
             assert time.monotonic() < deadline, "the export did not complete"
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         download = client.get(f"{URL}/{export_id}/download")
         assert download.status_code == 200
         assert json.loads(download.content)
@@ -219,9 +220,9 @@ async def test_an_oidc_user_never_signs_in_with_a_password(
     await execute(
         demo_database, "UPDATE users SET password_hash = $2 WHERE id = $1", user, placeholder
     )
-    with httpx.Client(base_url=demo_system.api_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=demo_system.api_url, timeout=30) as client:
         for password in (placeholder, "", "oidc:", placeholder.removeprefix("oidc:")):
-            login = client.post(
+            login = await client.post(
                 "/api/v1/auth/login", json={"username": username, "password": password}
             )
             assert login.status_code in (400, 401), login.text

@@ -5,6 +5,7 @@ Each test asserts the final rows, the bucket and the downloaded file, not only s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -85,7 +86,7 @@ async def test_nats_down_at_create_still_succeeds_and_runs_when_back(
     try:
         with system.client(user) as client:
             export = create(client, body)  # 202 although the bus is down: the row is the outbox
-            time.sleep(1)
+            await asyncio.sleep(1)
             assert _progress(client, export["id"])["status"] == "pending"
     finally:
         restartable.restart_nats()
@@ -164,7 +165,7 @@ async def test_database_restart_mid_export(
         export = create(client, big_books_request(big_catalog))
         wait_until(lambda: _progress(client, export["id"])["rowsWritten"] > 0)
     restartable.stop_pg()
-    time.sleep(2)
+    await asyncio.sleep(2)
     restartable.start_pg()
     with system.client(user) as client:
         done = wait_for_export(client, export["id"], timeout=120)

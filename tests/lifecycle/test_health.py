@@ -34,30 +34,35 @@ async def test_health_readiness_and_metrics_of_every_service(
             },
         )
         assert wait_for_export(client, export["id"])["status"] == "completed"
-    for key in ("api", "worker", "janitor"):
-        assert httpx.get(_base(system, key) + "/healthz").status_code == 200
-        assert httpx.get(_base(system, key) + "/readyz").json()["status"] == "ready"
-    api_metrics = httpx.get(system.api_url + "/metrics").text
-    assert 'exports_created_total{format="csv",result="accepted",type="series"}' in api_metrics
-    assert "exports_http_request_duration_seconds_bucket" in api_metrics
-    worker_metrics = httpx.get(_base(system, "worker") + "/metrics").text
-    assert 'exports_finished_total{format="csv",status="completed",type="series"}' in worker_metrics
-    assert "exports_nats_" in worker_metrics
-
-    restartable.stop_s3()
-    try:
+    async with httpx.AsyncClient(timeout=30) as http:
         for key in ("api", "worker", "janitor"):
-            response = httpx.get(_base(system, key) + "/readyz", timeout=10)
-            assert response.status_code == 503, key
-            assert response.json()["failing"] == ["object store"], key
-            assert httpx.get(_base(system, key) + "/healthz").status_code == 200
-    finally:
-        restartable.start_s3()
+            assert (await http.get(_base(system, key) + "/healthz")).status_code == 200
+            assert (await http.get(_base(system, key) + "/readyz")).json()["status"] == "ready"
+        api_metrics = (await http.get(system.api_url + "/metrics")).text
+        assert 'exports_created_total{format="csv",result="accepted",type="series"}' in api_metrics
+        assert "exports_http_request_duration_seconds_bucket" in api_metrics
+        worker_metrics = (await http.get(_base(system, "worker") + "/metrics")).text
+        assert (
+            'exports_finished_total{format="csv",status="completed",type="series"}'
+            in worker_metrics
+        )
+        assert "exports_nats_" in worker_metrics
+
+        restartable.stop_s3()
+        try:
+            for key in ("api", "worker", "janitor"):
+                response = await http.get(_base(system, key) + "/readyz", timeout=10)
+                assert response.status_code == 503, key
+                assert response.json()["failing"] == ["object store"], key
+                assert (await http.get(_base(system, key) + "/healthz")).status_code == 200
+        finally:
+            restartable.start_s3()
     wait_until(
         lambda: httpx.get(_base(system, "worker") + "/readyz", timeout=10).status_code == 200,
         timeout=30,
     )
-    assert httpx.get(system.api_url + URL).status_code == 401
+    async with httpx.AsyncClient(timeout=30) as http:
+        assert (await http.get(system.api_url + URL)).status_code == 401
 
 
 def _get(system: System, key: str, path: str) -> int | None:

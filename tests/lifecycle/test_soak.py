@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import random
 import threading
@@ -98,7 +99,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
             )
             if active == 0:
                 break
-            time.sleep(1)
+            await asyncio.sleep(1)
         stop.set()
         monkey.join()
         elapsed = time.monotonic() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import threading
@@ -276,7 +277,8 @@ async def test_a_bad_bearer_token_wins_over_a_good_key(
 ) -> None:
     user = await new_user(demo_database)
     key = create_key(demo_system, user)["key"]
-    response = httpx.get(
+    response = await asyncio.to_thread(
+        httpx.get,
         demo_system.api_url + URL,
         headers={"X-API-Key": key, "Authorization": "Bearer not.a.token"},
         timeout=30,

@@ -226,11 +226,11 @@ async def rig(real_servers: Servers, private_systems: SystemFactory) -> Rig:
     )
 
 
-async def _settled(nc: NatsClient, held: int, timeout: float = 60) -> None:
+async def _settled(nc: NatsClient, held: int, within_seconds: float = 60) -> None:
     """Both durable consumers have nothing pending, and nothing awaiting an ack but the
     ``held`` requests for the export another worker holds (put back until it could be stale)."""
     js = nc.jetstream()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_seconds
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
         info = {}

@@ -81,7 +81,8 @@ async def stack(real_servers: Servers, private_systems: SystemFactory) -> AsyncI
         await conn.close()
     user = await new_user(url)
 
-    granted = subprocess.run(
+    granted = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "services.cli.main", "grant", "--database-url", url,
          "--api-role", roles["api"], "--worker-role", roles["worker"], "--janitor-role", roles["janitor"]],
         capture_output=True, text=True, timeout=60, check=False,
