@@ -28,7 +28,7 @@ is byte-identical to FILE. How each value comes back:
   worker orders them by title, then name, then id; when that reproduces the file's order, that is
   kept. Otherwise every ``title_sort`` is set to the series' position in the file, zero-padded
   (``0000000001``, …), the only key that reproduces an arbitrary original order under the
-  worker's rule (SQL in ``_SERIES_ORDER``, mirrored from ``services/worker/catalog.py``). Books
+  worker's rule (``shared.catalog_rules.series_order``, the one the worker uses). Books
   then follow: their order is their series' order, then number, name and id, all restored.
 - A missing value is stored as NULL (or ``''`` where the column is NOT NULL: a series without a
   title, a path, a file name, a book format), which the worker leaves out of a row exactly as
@@ -63,6 +63,7 @@ from uuid import UUID, uuid4
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
+from shared.catalog_rules import series_order
 from shared.codex_tables import complete, insert_rows
 from shared.fields import BOOKS_BY_KEY, SERIES_BY_KEY
 
@@ -488,23 +489,6 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# The worker's series order (services/worker/catalog.py, SPEC §5), kept in step by the
-# round-trip tests: locale-independent, case-folded text keys, missing values last.
-
-
-def _text_order(expr: str) -> str:
-    return f'lower(({expr}) COLLATE "C") NULLS LAST, ({expr}) COLLATE "C" NULLS LAST'
-
-
-_SERIES_ORDER = ", ".join(
-    (
-        _text_order("NULLIF(m.title_sort, '')"),
-        _text_order("NULLIF(m.title, '')"),
-        _text_order("s.name"),
-        "s.id",
-    )
-)
-
 
 class _Loader:
     def __init__(self, conn: asyncpg.Connection, user_id: UUID, result: RestoreResult) -> None:
@@ -803,7 +787,7 @@ class _Loader:
         misplaced = await self.conn.fetchval(
             f"""
             SELECT count(*) FROM (
-                SELECT o.pos, row_number() OVER (ORDER BY {_SERIES_ORDER}) AS rn
+                SELECT o.pos, row_number() OVER (ORDER BY {series_order("s", "m")}) AS rn
                 FROM series s
                 JOIN restore_series o ON o.id = s.id
                 LEFT JOIN series_metadata m ON m.series_id = s.id

@@ -38,6 +38,13 @@ import asyncpg
 import orjson
 
 from shared import library_access
+from shared.catalog_rules import (
+    GRANTS,
+    aggregate_order,
+    book_order,
+    series_order,
+    visible,
+)
 from shared.fields import BOOK_FIELDS, SERIES_FIELDS, Field
 
 Converter = Callable[[Any], Any]
@@ -53,16 +60,6 @@ class Scope:
 
 # ---------------------------------------------------------------------------------------------
 # Ordering and value conversion
-
-
-def _text_order(expr: str) -> str:
-    """Locale-independent, case-insensitive order for a text key, missing values last."""
-    return f'lower(({expr}) COLLATE "C") NULLS LAST, ({expr}) COLLATE "C" NULLS LAST'
-
-
-def _agg_order(expr: str) -> str:
-    """The same order inside ``array_agg(... ORDER BY ...)`` (no NULLs there)."""
-    return f'lower(({expr}) COLLATE "C"), ({expr}) COLLATE "C"'
 
 
 _INT64_LIMIT = 2.0**63
@@ -176,7 +173,7 @@ def _grouped_names(owner: str, link: str, table: str, scope: str, extra: str = "
     catalog: joined from it, a small scope reads the links through their index.
     """
     return (
-        f"(SELECT lk.{owner} AS id, array_agg(x.name ORDER BY {_agg_order('x.name')}) AS names"
+        f"(SELECT lk.{owner} AS id, array_agg(x.name ORDER BY {aggregate_order('x.name')}) AS names"
         f" FROM {scope} in_scope JOIN {link} lk ON lk.{owner} = in_scope.id"
         f" JOIN {table} x ON x.id = lk.{table[:-1]}_id"
         f" WHERE x.name <> ''{extra}"
@@ -198,26 +195,6 @@ def _book_names(alias: str, link: str, table: str) -> _Join:
 # Visibility (SPEC §3) and series order (SPEC §5). $1 = owner, $2 = requested libraries.
 # Each CTE is MATERIALIZED: evaluated once, then hash-joined, never re-run per row.
 
-_SERIES_ORDER = ", ".join(
-    (
-        _text_order("NULLIF(vm.title_sort, '')"),
-        _text_order("NULLIF(vm.title, '')"),
-        _text_order("vs.name"),
-        "vs.id",
-    )
-)
-
-_GRANTS = """grants AS MATERIALIZED (
-    SELECT ust.sharing_tag_id, ust.access_mode
-    FROM user_sharing_tags ust
-    WHERE ust.user_id = $1
-    UNION
-    SELECT agt.sharing_tag_id, agt.access_mode
-    FROM user_access_groups uag
-    JOIN access_group_sharing_tags agt ON agt.access_group_id = uag.access_group_id
-    WHERE uag.user_id = $1
-)"""
-
 _READABLE = f"""readable AS MATERIALIZED (
     SELECT lib.id
     FROM libraries lib
@@ -230,26 +207,12 @@ _READABLE = f"""readable AS MATERIALIZED (
 # estimate the scope from series.library_id's statistics: a small library in a large catalog
 # then reads its books through books_series_id_idx instead of scanning every book.
 _VISIBLE = f"""visible AS MATERIALIZED (
-    SELECT vs.id, row_number() OVER (ORDER BY {_SERIES_ORDER}) AS pos
+    SELECT vs.id, row_number() OVER (ORDER BY {series_order("vs", "vm")}) AS pos
     FROM series vs
     LEFT JOIN series_metadata vm ON vm.series_id = vs.id
     WHERE vs.library_id = ANY($2::uuid[])
       AND vs.library_id IN (SELECT id FROM readable)
-      -- Deny wins over allow, whatever the source of either grant.
-      AND NOT EXISTS (
-          SELECT 1 FROM series_sharing_tags sst
-          JOIN grants g ON g.sharing_tag_id = sst.sharing_tag_id
-          WHERE sst.series_id = vs.id AND g.access_mode = 'deny'
-      )
-      -- Any allow grant turns the catalog into an allow-list: untagged series disappear.
-      AND (
-          NOT EXISTS (SELECT 1 FROM grants g WHERE g.access_mode = 'allow')
-          OR EXISTS (
-              SELECT 1 FROM series_sharing_tags sst
-              JOIN grants g ON g.sharing_tag_id = sst.sharing_tag_id
-              WHERE sst.series_id = vs.id AND g.access_mode = 'allow'
-          )
-      )
+      AND {visible("vs.id")}
 )"""
 
 # The export's books: only built when a per-book aggregate needs to be limited to them.
@@ -257,14 +220,14 @@ _SCOPED_BOOKS = """scoped_books AS MATERIALIZED (
     SELECT sb.id FROM books sb JOIN visible v ON v.id = sb.series_id WHERE NOT sb.deleted
 )"""
 
-_BASE_CTES = (_GRANTS, _READABLE, _VISIBLE)
+_BASE_CTES = (GRANTS, _READABLE, _VISIBLE)
 _EXTRA_CTES = {"scoped_books": _SCOPED_BOOKS}
 
 # ---------------------------------------------------------------------------------------------
 # Series
 
-_RATING_ORDER = f"{_agg_order('e.source_name')}, e.rating, e.vote_count NULLS LAST"
-_ALT_TITLE_ORDER = f"{_agg_order('a.label')}, {_agg_order('a.title')}"
+_RATING_ORDER = f"{aggregate_order('e.source_name')}, e.rating, e.vote_count NULLS LAST"
+_ALT_TITLE_ORDER = f"{aggregate_order('a.label')}, {aggregate_order('a.title')}"
 
 _SERIES_JOINS: dict[str, _Join] = {
     "library": _Join("LEFT JOIN libraries l ON l.id = s.library_id"),
@@ -431,7 +394,7 @@ _BOOK_COLUMNS: dict[str, _Column] = {
 }
 
 # Books follow their series' position, then number, then name, then id (SPEC §5).
-_BOOK_ORDER = ", ".join(("v.pos", "bm.number NULLS LAST", _text_order(_BOOK_NAME), "b.id"))
+_BOOK_ORDER = book_order("v.pos", "bm.number", _BOOK_NAME, "b.id")
 
 
 # ---------------------------------------------------------------------------------------------
