@@ -736,13 +736,3 @@ def start_s3(
         server.stop(timeout=5)
         raise _failure(f"SeaweedFS S3 did not become ready on {server.endpoint}", server.log_path)
     return server
-    try:
-        import docker  # type: ignore[import-untyped]  # docker-py ships no type information
-
-        client = docker.from_env(timeout=timeout)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # no SDK, no socket, no engine, wrong API version: all mean "no"
-        return False
