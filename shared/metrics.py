@@ -28,14 +28,18 @@ from nats.aio.msg import Msg
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
+from shared.formats import ENDED_STATUSES, ExportStatus, ExportType
+from shared.formats import FORMATS as FORMATS_INFO
+
 log = logging.getLogger(__name__)
 
 #: Where the worker's and the janitor's ``/metrics``, ``/healthz`` and ``/readyz`` listen.
 
-TYPES = ("series", "books", "both")
-FORMATS = ("json", "csv", "md")
-STATUSES = ("pending", "running", "completed", "failed", "cancelled")
-FINISHED = ("completed", "failed", "cancelled")
+# Label values: every format, type and status the product knows (shared.formats).
+TYPES = tuple(t.value for t in ExportType)
+FORMATS = tuple(f.value for f in FORMATS_INFO)
+STATUSES = tuple(s.value for s in ExportStatus)
+FINISHED = tuple(s.value for s in ENDED_STATUSES)
 CREATE_RESULTS = ("accepted", "replayed", "invalid", "limited")
 DELETE_REASONS = (
     "expired",

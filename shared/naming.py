@@ -7,12 +7,8 @@ import unicodedata
 from datetime import UTC, datetime
 from uuid import UUID
 
-EXTENSIONS = {"json": "json", "csv": "csv", "md": "md"}
-CONTENT_TYPES = {
-    "json": "application/json; charset=utf-8",
-    "csv": "text/csv; charset=utf-8",
-    "md": "text/markdown; charset=utf-8",
-}
+from shared.formats import FORMATS, ExportFormat
+
 MAX_LIBRARY_PART = 60
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -37,7 +33,8 @@ def export_file_name(
 ) -> str:
     """``codex-{type}-{libraries}-{YYYYMMDDTHHMMSSZ}.{ext}`` (SPEC §5)."""
     stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"codex-{export_type}-{library_part(library_names)}-{stamp}.{EXTENSIONS[fmt]}"
+    extension = FORMATS[ExportFormat(fmt)].extension
+    return f"codex-{export_type}-{library_part(library_names)}-{stamp}{extension}"
 
 
 def object_key(user_id: UUID, export_id: UUID, file_name: str) -> str:

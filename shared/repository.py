@@ -14,9 +14,10 @@ from uuid import UUID
 import asyncpg
 
 from shared.dto import ExportPublic
+from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES
 
-ACTIVE = ("pending", "running")
-ENDED = ("completed", "failed", "cancelled")
+ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
+ENDED = tuple(s.value for s in ENDED_STATUSES)
 
 _COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"

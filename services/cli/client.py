@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from services.cli.devstate import read_state
+from shared.formats import ENDED_STATUSES, FORMATS, ExportFormat, ExportType
 
 if TYPE_CHECKING:
     import httpx
@@ -61,7 +62,7 @@ EXIT_USAGE = 2
 EXIT_CHECKSUM = 3
 EXIT_INTERRUPTED = 130
 
-ENDED = ("completed", "failed", "cancelled")
+ENDED = tuple(s.value for s in ENDED_STATUSES)
 DOWNLOAD_RETRIES = 5
 POLL_SECONDS = 0.5
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -900,8 +901,12 @@ def register(sub: Any) -> None:
     export.set_defaults(handler=run_export)
 
     create = actions.add_parser("create", parents=[common], help="request a new export")
-    create.add_argument("--type", choices=("series", "books", "both"), default="series")
-    create.add_argument("--format", choices=("json", "csv", "md"), default="json")
+    create.add_argument(
+        "--type", choices=[t.value for t in ExportType], default=ExportType.SERIES.value
+    )
+    create.add_argument(
+        "--format", choices=[f.value for f in FORMATS], default=ExportFormat.JSON.value
+    )
     create.add_argument(
         "--library", action="append", metavar="NAME|ID", help="a library (repeatable)"
     )

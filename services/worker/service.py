@@ -23,7 +23,7 @@ from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
-from shared.naming import CONTENT_TYPES
+from shared.formats import FORMATS, ExportFormat
 from shared.settings import Settings
 from shared.subjects import COMPLETED, FAILED
 from shared.timers import schedule_expiry
@@ -269,7 +269,7 @@ async def run(
         ctx.store,
         ctx.settings.s3_bucket,
         row.object_key,
-        CONTENT_TYPES[row.format],
+        FORMATS[ExportFormat(row.format)].media_type,
         part_size=ctx.settings.part_size_bytes,
     )
     beat = asyncio.create_task(_heartbeat(ctx, row, progress, keep_alive))
