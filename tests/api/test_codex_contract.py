@@ -23,6 +23,7 @@ fails with a message for people.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -300,7 +301,7 @@ async def test_list_fits_codex_with_exports_in_every_status(
             deadline = time.monotonic() + 30
             while not await lock.blocked():
                 assert time.monotonic() < deadline, "the worker never read the catalog"
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
             assert await lock.cancel_blocked() >= 1
         failed = wait_for_export(client, doomed)
         assert failed["status"] == "failed", failed
