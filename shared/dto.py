@@ -9,6 +9,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shared.formats import ExportFormat, ExportStatus, ExportType
+
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
@@ -35,9 +37,9 @@ class ExportPublic(CamelModel):
     """One export as the API shows it (SPEC §6 ``ExportDto``)."""
 
     id: UUID
-    format: str
-    export_type: str
-    status: str
+    format: ExportFormat
+    export_type: ExportType
+    status: ExportStatus
     library_ids: list[UUID]
     library_names: list[str]
     fields: list[str]

@@ -6,10 +6,8 @@ Catalog order is also the key order inside JSON rows and the column order in CSV
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-ExportType = Literal["series", "books", "both"]
-ExportFormat = Literal["json", "csv", "md"]
+from shared.formats import FORMATS
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +150,7 @@ def columns(keys: list[str] | tuple[str, ...], catalog: tuple[Field, ...]) -> li
 def catalog_document() -> dict[str, object]:
     """The body of ``GET /api/v1/user/exports/series/fields``."""
     return {
+        "formats": [info.public() for info in FORMATS.values()],
         "fields": [f.public() for f in SERIES_FIELDS],
         "bookFields": [f.public() for f in BOOK_FIELDS],
         "groups": {

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.dto import ExportPublic
-from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES
+from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES, ExportFormat, ExportStatus, ExportType
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 ENDED = tuple(s.value for s in ENDED_STATUSES)
@@ -33,13 +33,13 @@ class ExportRow:
 
     id: UUID
     user_id: UUID
-    format: str
-    export_type: str
+    format: ExportFormat
+    export_type: ExportType
     library_ids: list[UUID]
     library_names: list[str]
     fields: list[str]
     book_fields: list[str]
-    status: str
+    status: ExportStatus
     rows_total: int | None
     rows_written: int
     row_count: int | None
@@ -63,6 +63,9 @@ class ExportRow:
         values: dict[str, Any] = {f.name: record[f.name] for f in fields(cls)}
         for name in ("library_ids", "library_names", "fields", "book_fields"):
             values[name] = list(values[name] or [])
+        values["format"] = ExportFormat(values["format"])
+        values["export_type"] = ExportType(values["export_type"])
+        values["status"] = ExportStatus(values["status"])
         return cls(**values)
 
     def public(self) -> ExportPublic:
@@ -106,8 +109,8 @@ class ConcurrencyLimitReached(Exception):
 class NewExport:
     id: UUID
     user_id: UUID
-    format: str
-    export_type: str
+    format: ExportFormat
+    export_type: ExportType
     library_ids: list[UUID]
     library_names: list[str]
     fields: list[str]

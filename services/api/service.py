@@ -33,6 +33,14 @@ from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.dto import ExportCreate
 from shared.events import ExportCancelled
+from shared.formats import (
+    EXPORT_TYPE_MESSAGE,
+    FORMAT_MESSAGE,
+    FORMATS,
+    ExportFormat,
+    ExportType,
+    both_unsupported_message,
+)
 from shared.naming import export_file_name, object_key
 from shared.outbox import publish_requested
 from shared.settings import Settings
@@ -41,19 +49,21 @@ from shared.timers import schedule_expiry
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("json", "csv", "md")
-TYPES = ("series", "books", "both")
 PRESETS = {
     "llm": (catalog.LLM_PRESET_SERIES, catalog.LLM_PRESET_BOOKS),
     "all": (catalog.ALL_SERIES, catalog.ALL_BOOKS),
 }
 MAX_IDEMPOTENCY_KEY = 200
+# Compared by equality (a tuple, not a set): the body's values are anything a client sent,
+# lists included, until they are typed.
+FORMAT_KEYS = tuple(f.value for f in FORMATS)
+TYPE_KEYS = tuple(t.value for t in ExportType)
 
 
 @dataclass(frozen=True, slots=True)
 class ValidRequest:
-    format: str
-    export_type: str
+    format: ExportFormat
+    export_type: ExportType
     library_ids: list[UUID]
     library_names: list[str]
     fields: list[str]
@@ -80,15 +90,15 @@ def _check_fields(keys: list[str] | None, known: dict[str, catalog.Field], what:
 
 async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> ValidRequest:
     """SPEC §6 validation, in its order; raises :class:`ValidationFailed` on the first failure."""
-    if body.format not in FORMATS:
-        raise ValidationFailed("Format must be 'json', 'csv', or 'md'")
-    export_type = "series" if body.export_type is None else body.export_type
-    if export_type not in TYPES:
-        raise ValidationFailed("Export type must be 'series', 'books', or 'both'")
-    if body.format == "csv" and export_type == "both":
-        raise ValidationFailed(
-            "CSV format is not supported for 'both' export type. Use JSON or Markdown."
-        )
+    if body.format not in FORMAT_KEYS:
+        raise ValidationFailed(FORMAT_MESSAGE)
+    fmt = ExportFormat(body.format)
+    given_type = ExportType.SERIES.value if body.export_type is None else body.export_type
+    if given_type not in TYPE_KEYS:
+        raise ValidationFailed(EXPORT_TYPE_MESSAGE)
+    export_type = ExportType(given_type)
+    if export_type == ExportType.BOTH and not FORMATS[fmt].supports_both:
+        raise ValidationFailed(both_unsupported_message(fmt))
 
     raw_ids = body.library_ids
     if not isinstance(raw_ids, list) or not raw_ids:
@@ -121,16 +131,16 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
 
     chosen_series: list[str] = []
     chosen_books: list[str] = []
-    if export_type in ("series", "both"):
+    if export_type in (ExportType.SERIES, ExportType.BOTH):
         chosen_series = catalog.in_catalog_order(
             _check_fields(series_keys, catalog.SERIES_BY_KEY, "series"), catalog.SERIES_FIELDS
         )
-    if export_type in ("books", "both"):
+    if export_type in (ExportType.BOOKS, ExportType.BOTH):
         chosen_books = catalog.in_catalog_order(
             _check_fields(book_keys, catalog.BOOKS_BY_KEY, "book"), catalog.BOOK_FIELDS
         )
     return ValidRequest(
-        format=body.format,
+        format=fmt,
         export_type=export_type,
         library_ids=library_ids,
         library_names=[readable[i] for i in library_ids],

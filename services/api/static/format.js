@@ -70,7 +70,10 @@ export function formatDuration(seconds) {
 }
 
 export const TYPE_LABELS = { series: "Series", books: "Books", both: "Series + Books" };
-export const FORMAT_LABELS = { json: "JSON", csv: "CSV", md: "MD" };
+/** The table's format chip: the format's key in capitals ("JSON", "CSV", "MD"), for any format. */
+export function formatChip(format) {
+  return String(format).toUpperCase();
+}
 export const STATUS_LABELS = {
   pending: "Pending",
   running: "Running",

@@ -57,7 +57,27 @@ export class NewExportDialog {
   }
 
   get format() {
-    return this.form.elements.format.value;
+    return this.form.elements.format?.value ?? "";
+  }
+
+  /** The format radios, from the catalog's list of formats (the API's, never a copy). */
+  buildFormats() {
+    const choices = byId("format-choices");
+    choices.replaceChildren(
+      ...this.catalog.formats.map((format, index) => {
+        const id = `format-${format.key}`;
+        const input = h("input", { type: "radio", name: "format", id, value: format.key });
+        if (!format.supportsBoth) input.setAttribute("aria-describedby", "format-hint");
+        input.defaultChecked = index === 0;
+        input.checked = index === 0;
+        return h("span", { class: "seg" }, input, h("label", { for: id }, format.label));
+      }),
+    );
+    const single = this.catalog.formats.filter((f) => !f.supportsBoth).map((f) => f.label);
+    byId("format-hint").textContent = single.length
+      ? `${single.join(", ")} hold${single.length === 1 ? "s" : ""} one kind of row: ` +
+        `choose Series or Books to use ${single.length === 1 ? "it" : "them"}.`
+      : "";
   }
 
   /** Open with fresh defaults: Series, JSON, every library, the LLM preset. */
@@ -77,6 +97,7 @@ export class NewExportDialog {
       ]);
       if (!this.catalog) {
         this.catalog = catalog;
+        this.buildFormats();
         this.buildSections();
       }
       this.libraries = libraries.libraries;
@@ -104,6 +125,7 @@ export class NewExportDialog {
   async loadCatalog() {
     if (!this.catalog) {
       this.catalog = await api(`${EXPORTS}/fields`);
+      this.buildFormats();
       this.buildSections();
     }
     return this.catalog;
@@ -267,13 +289,19 @@ export class NewExportDialog {
     this.updateSummary();
   }
 
-  /** Show the sections the type needs; CSV is disabled for Both (switching to JSON). */
+  /** Show the sections the type needs; a format that holds one table is disabled for Both
+   * (switching to the first format that holds both). */
   applyType() {
     const both = this.exportType === "both";
-    const csv = byId("format-csv");
-    if (both && csv.checked) byId("format-json").checked = true;
-    csv.disabled = both;
-    byId("csv-hint").hidden = !both;
+    const formats = this.catalog?.formats ?? [];
+    for (const format of formats) {
+      const input = byId(`format-${format.key}`);
+      input.disabled = both && !format.supportsBoth;
+      if (input.disabled && input.checked) {
+        byId(`format-${formats.find((f) => f.supportsBoth).key}`).checked = true;
+      }
+    }
+    byId("format-hint").hidden = !both || !formats.some((f) => !f.supportsBoth);
     const shown = sectionsFor(this.exportType);
     for (const [kind, section] of Object.entries(this.sections)) section.root.hidden = !shown.includes(kind);
     this.clearErrors();
@@ -283,7 +311,7 @@ export class NewExportDialog {
   updateSummary() {
     const libs = this.libraryBoxes().filter((b) => b.checked).length;
     const fields = sectionsFor(this.exportType).reduce((n, kind) => n + this.selected(kind).length, 0);
-    const format = { json: "JSON", csv: "CSV", md: "Markdown" }[this.format];
+    const format = this.catalog?.formats.find((f) => f.key === this.format)?.label ?? "";
     const type = { series: "Series", books: "Books", both: "Series + Books" }[this.exportType];
     this.summary.textContent =
       `${type} · ${format} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
