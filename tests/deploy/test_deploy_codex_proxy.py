@@ -311,7 +311,7 @@ def caddy(servers_dir: Path, demo_system: System, codex_standin: str) -> Iterato
         CADDY_ADMIN="off",
         CODEX_SITE=f"http://127.0.0.1:{port}",
         CODEX_UPSTREAM=codex_standin,
-        EXPORTS_UPSTREAM=demo_system.api_url.removeprefix("http://"),
+        CODEX_EXPORTS_UPSTREAM=demo_system.api_url.removeprefix("http://"),
     )
     log = root / "caddy.log"
     with log.open("ab") as out:
