@@ -429,8 +429,9 @@ async def big_export(
         row.object_key,
         body,  # type: ignore[arg-type]
         length=BIG_SIZE,
-        # The workers' part size. With 64 MiB parts, SeaweedFS's volume server then took
-        # about 27 s to stop at the end of the session.
+        # Uploaded in the workers' parts. After a big upload, SeaweedFS's volume server may take
+        # about 27 s to stop at the end of the test session (seen in most runs with 64 MiB
+        # parts, in a few with these); it slows the session's end, never a result.
         part_size=Settings().part_size_bytes,
         content_type=naming.CONTENT_TYPES["json"],
     )
