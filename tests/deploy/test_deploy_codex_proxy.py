@@ -104,7 +104,8 @@ ROUTES: list[tuple[str, str, str]] = [
 
 def _executable(path: Path) -> Path:
     if not path.exists():
-        # Not a skip: .ci/run installs both, so their absence is a broken machine.
+        # Not a skip: `make test` (and so CI) installs both when missing; absent, the machine
+        # is broken.
         pytest.fail(
             f"{path} is missing: the proxy tests need Debian's nginx and caddy "
             "(apt-get update && apt-get install -y nginx caddy)."
