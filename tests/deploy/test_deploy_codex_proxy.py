@@ -9,6 +9,7 @@ shipped ones.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import difflib
 import hashlib
@@ -425,7 +426,8 @@ async def big_export(
     )
     body = _Generated(BIG_SIZE, seed=5)
     bucket = demo_system.env.get("EXPORTS_S3_BUCKET", "codex-exports")
-    store.put_object(
+    await asyncio.to_thread(
+        store.put_object,
         bucket,
         row.object_key,
         body,  # type: ignore[arg-type]
@@ -434,7 +436,7 @@ async def big_export(
         # about 27 s to stop at the end of the test session (seen in most runs with 64 MiB
         # parts, in a few with these); it slows the session's end, never a result.
         part_size=Settings().part_size_bytes,
-        content_type=naming.CONTENT_TYPES["json"],
+        content_type="application/json",
     )
     sha = body.sha.hexdigest()
     done = await exports_repo.complete(
@@ -444,8 +446,10 @@ async def big_export(
     try:
         yield BigExport(str(row.id), user_id, BIG_SIZE, sha, f'"{sha}"')
     finally:
-        with demo_system.client(user_id) as client:
-            client.delete(f"{URL}/{row.id}")  # the row and its object
+        async with httpx.AsyncClient(
+            base_url=demo_system.api_url, headers=_auth(demo_system, user_id)
+        ) as client:
+            await client.delete(f"{URL}/{row.id}")  # the row and its object
 
 
 def _auth(system: System, user_id: uuid.UUID) -> dict[str, str]:
@@ -607,12 +611,17 @@ def _upstream(response: httpx.Response) -> str:
     return EXPORTS if "x-request-id" in response.headers else f"? {response.status_code}"
 
 
+@pytest.fixture(scope="module")
+async def someone(demo_database: str) -> uuid.UUID:
+    """A user with no exports."""
+    return await new_user(demo_database)
+
+
 @pytest.mark.integration
-async def test_routes_reach_codex_or_the_api(
-    proxy: Proxy, demo_system: System, demo_database: str
+def test_routes_reach_codex_or_the_api(
+    proxy: Proxy, demo_system: System, someone: uuid.UUID
 ) -> None:
-    user = await new_user(demo_database)
-    headers = _auth(demo_system, user)
+    headers = _auth(demo_system, someone)
     with httpx.Client(base_url=proxy.url, headers=headers, timeout=30) as client:
         seen = {}
         for method, path, _ in ROUTES:
@@ -758,14 +767,16 @@ async def test_progress_events_arrive_live_through_nginx(
     # Each step changes the export only after the previous event came through: every event
     # must reach the client while the stream is open, none may wait for the stream's end.
     steps = [(10, 100), (55, 100), None]
-    with (
-        httpx.Client(base_url=nginx.url, headers=_auth(demo_system, user), timeout=30) as client,
+    async with (
+        httpx.AsyncClient(
+            base_url=nginx.url, headers=_auth(demo_system, user), timeout=30
+        ) as client,
         client.stream("GET", f"{URL}/{row.id}/events") as response,
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         event = ""
-        for line in response.iter_lines():
+        async for line in response.aiter_lines():
             if line.startswith("event: "):
                 event = line[7:]
             elif line.startswith("data: ") and event == "status":
@@ -774,7 +785,7 @@ async def test_progress_events_arrive_live_through_nginx(
                     continue
                 step = steps.pop(0)
                 if step is None:
-                    cancelled = client.post(f"{URL}/{row.id}/cancel")
+                    cancelled = await client.post(f"{URL}/{row.id}/cancel")
                     assert cancelled.status_code == 200, cancelled.text
                 else:
                     status = await exports_repo.heartbeat(pool, row.id, WORKER_ID, *step)
