@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(auth.page_router)
     app.include_router(exports.router)
     app.include_router(usage.router)
     app.include_router(api_keys.router)

@@ -94,6 +94,10 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", f"{URL}/{SOME_ID}/download", EXPORTS),
     ("GET", f"{URL}/{SOME_ID}/events", EXPORTS),
     ("GET", "/api/v1/user/exports/usage", EXPORTS),
+    # The page's own sign-in, user and libraries stay under the exports prefix.
+    ("POST", "/api/v1/user/exports/auth/login", EXPORTS),
+    ("GET", "/api/v1/user/exports/auth/me", EXPORTS),
+    ("GET", "/api/v1/user/exports/libraries", EXPORTS),
     ("GET", "/settings/exports", EXPORTS),
     ("GET", "/settings/exports/", EXPORTS),
     ("GET", "/settings/exports/assets/app.js", EXPORTS),

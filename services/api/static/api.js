@@ -2,7 +2,10 @@
 
 const TOKEN_KEY = "codex-exports.token";
 const EXPIRES_KEY = "codex-exports.expiresAt";
-export const EXPORTS = "/api/v1/user/exports/series";
+// Every call of the page stays under the exports prefix, the one path a proxy in front of Codex
+// sends to this product (deploy/codex/): sign-in and libraries too, which Codex owns elsewhere.
+export const PAGE_API = "/api/v1/user/exports";
+export const EXPORTS = `${PAGE_API}/series`;
 
 /** An API refusal: HTTP status plus the server's {error, message}. */
 export class ApiError extends Error {
@@ -95,7 +98,7 @@ export async function api(path, options) {
 }
 
 export async function signIn(username, password) {
-  const body = await api("/api/v1/auth/login", { method: "POST", body: { username, password }, auth: false });
+  const body = await api(`${PAGE_API}/auth/login`, { method: "POST", body: { username, password }, auth: false });
   session.save(body.token, body.expiresAt);
   return body;
 }

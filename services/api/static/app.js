@@ -1,6 +1,6 @@
 // The Data Exports page: sign-in, the exports table, usage, and the New Export dialog.
 
-import { api, ApiError, EXPORTS, onUnauthorized, request, session, signIn } from "./api.js";
+import { api, ApiError, EXPORTS, onUnauthorized, PAGE_API, request, session, signIn } from "./api.js";
 import { byId } from "./dom.js";
 import { downloadExport } from "./download.js";
 import { formatBytes, formatDuration, isInFlight } from "./format.js";
@@ -169,7 +169,7 @@ function stopPolling() {
 
 async function loadUsage() {
   try {
-    const usage = await api("/api/v1/user/exports/usage");
+    const usage = await api(`${PAGE_API}/usage`);
     if (!state.user) return;
     byId("usage-used").textContent = formatBytes(usage.usedBytes);
     byId("usage-used-note").textContent = `Server-wide limit ${formatBytes(usage.storageCapBytes)}`;
@@ -296,7 +296,7 @@ async function onSignIn(event) {
   els.signinSubmit.textContent = "Signing in…";
   try {
     await signIn(username, password);
-    const user = await api("/api/v1/auth/me");
+    const user = await api(`${PAGE_API}/auth/me`);
     await showExports(user);
     els.newExport.focus();
   } catch (err) {
@@ -354,7 +354,7 @@ async function start() {
     return;
   }
   try {
-    await showExports(await api("/api/v1/auth/me"));
+    await showExports(await api(`${PAGE_API}/auth/me`));
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) showSignIn(err.message);
   }

@@ -1,6 +1,6 @@
 // The New Export dialog: type, format, libraries and grouped field checkboxes.
 
-import { api, ApiError, EXPORTS } from "./api.js";
+import { api, ApiError, EXPORTS, PAGE_API } from "./api.js";
 import { byId, h, nextId, srOnly } from "./dom.js";
 import { trapFocus } from "./modal.js";
 
@@ -93,7 +93,7 @@ export class NewExportDialog {
     try {
       const [catalog, libraries] = await Promise.all([
         this.catalog ? Promise.resolve(this.catalog) : api(`${EXPORTS}/fields`),
-        api("/api/v1/libraries"),
+        api(`${PAGE_API}/libraries`),
       ]);
       if (!this.catalog) {
         this.catalog = catalog;
