@@ -8,7 +8,12 @@ from functools import cached_property
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "placeholder", "dev"})
+# Codex's own default (auth.jwt_secret) is one of them: a Codex still on it signs tokens anyone
+# can forge, so beside it the exports refuse to start too.
+CODEX_DEFAULT_SECRET = "INSECURE_DEFAULT_SECRET_CHANGE_IN_PRODUCTION"  # noqa: S105
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "placeholder", "dev", CODEX_DEFAULT_SECRET.lower()}
+)
 MIN_SECRET_LENGTH = 32
 
 

@@ -146,7 +146,16 @@ def test_missing_credentials_are_401(demo_system: System, headers: dict[str, str
     }
 
 
-@pytest.mark.parametrize("secret", ["changeme", "short-but-not-placeholder", "", "secret"])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "changeme",
+        "short-but-not-placeholder",
+        "",
+        "secret",
+        "INSECURE_DEFAULT_SECRET_CHANGE_IN_PRODUCTION",
+    ],
+)
 def test_a_placeholder_or_short_secret_stops_the_api_at_start(secret: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
     env.update(
