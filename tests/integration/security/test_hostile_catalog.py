@@ -23,7 +23,7 @@ import pytest
 
 from shared.codex_tables import insert_rows
 from tests.conftest import Servers, create_database, new_user
-from tests.security.conftest import URL, SystemFactory, store
+from tests.integration.security.conftest import URL, SystemFactory, store
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import nats
 import pytest
 
 from tests.conftest import Servers, new_user
-from tests.security.conftest import URL, create_key, key_client
+from tests.integration.security.conftest import URL, create_key, key_client
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

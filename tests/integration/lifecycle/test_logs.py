@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.lifecycle.conftest import URL, Catalog, create, fresh_user, wait_until
+from tests.integration.lifecycle.conftest import URL, Catalog, create, fresh_user, wait_until
 from tests.system import JWT_SECRET, System, wait_for_export
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 from services.cli import grant as privileges
 from services.cli.synthetic import build_synthetic
 from tests.conftest import Servers, create_database, new_user
-from tests.security.conftest import KEYS_URL, URL, SystemFactory, key_client, store
+from tests.integration.security.conftest import KEYS_URL, URL, SystemFactory, key_client, store
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

@@ -37,7 +37,7 @@ from tests.system import System, make_system, wait_for_export
 
 pytestmark = pytest.mark.integration
 
-CODEX = Path(__file__).resolve().parents[3] / "shared" / "codex"
+CODEX = Path(__file__).resolve().parents[4] / "shared" / "codex"
 URL = "/api/v1/user/exports/series"
 SERVICES = ("api", "worker", "janitor")
 HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)  # Codex's parameters

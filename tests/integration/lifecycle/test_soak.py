@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from services.cli.synthetic import build_synthetic
-from tests.lifecycle.conftest import URL, Catalog, Restartable, fresh_user, objects
+from tests.integration.lifecycle.conftest import URL, Catalog, Restartable, fresh_user, objects
 from tests.system import System
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -7,7 +7,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.lifecycle.conftest import URL, Catalog, Restartable, create, fresh_user, wait_until
+from tests.integration.lifecycle.conftest import (
+    URL,
+    Catalog,
+    Restartable,
+    create,
+    fresh_user,
+    wait_until,
+)
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

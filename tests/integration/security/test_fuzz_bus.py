@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from services.cli.synthetic import build_synthetic
 from shared.events import TIMER_EVENT, ExportRequested
 from tests.conftest import Servers, create_database, new_user
-from tests.security.conftest import URL, SystemFactory
+from tests.integration.security.conftest import URL, SystemFactory
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

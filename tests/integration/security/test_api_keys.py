@@ -16,7 +16,7 @@ import pytest
 
 from services.api import api_keys
 from tests.conftest import new_user
-from tests.security.conftest import KEYS_URL, URL, create_key, key_client
+from tests.integration.security.conftest import KEYS_URL, URL, create_key, key_client
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ import pytest
 
 from services.cli.synthetic import build_synthetic
 from tests.conftest import Servers, create_database, new_user
-from tests.security.conftest import URL, SystemFactory, create_key
+from tests.integration.security.conftest import URL, SystemFactory, create_key
 from tests.system import System
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.lifecycle.conftest import (
+from tests.integration.lifecycle.conftest import (
     URL,
     Catalog,
     Restartable,

@@ -17,7 +17,7 @@ import httpx
 import nats
 import pytest
 
-from tests.lifecycle.conftest import (
+from tests.integration.lifecycle.conftest import (
     URL,
     Catalog,
     Restartable,

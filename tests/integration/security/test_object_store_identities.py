@@ -28,7 +28,7 @@ from minio.error import S3Error
 from services.cli import servers
 from services.cli.synthetic import build_synthetic
 from tests.conftest import Servers, create_database, new_user
-from tests.security.conftest import URL, SystemFactory
+from tests.integration.security.conftest import URL, SystemFactory
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration
