@@ -13,6 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# It starts its own servers and services and takes about a minute: run on purpose, like the bench.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[3]
 SHORT = ["--api-seconds", "3", "--scale-exports", "20"]
 

@@ -16,6 +16,8 @@ from minio import Minio
 from shared import object_store
 from tests.conftest import Servers
 
+pytestmark = pytest.mark.integration
+
 SIZE = 9 * object_store.DOWNLOAD_CHUNK + 12_345  # more chunks than the read-ahead holds
 
 
