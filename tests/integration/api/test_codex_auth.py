@@ -16,7 +16,6 @@ import nats
 import pytest
 from argon2 import PasswordHasher
 
-from services.api.codex_keys import VerifiedKeys
 from shared.codex_tables import insert_rows
 from tests.conftest import Servers, new_user
 from tests.system import System
@@ -229,23 +228,3 @@ async def test_an_oidc_user_never_signs_in_with_a_password(
             assert "token" not in login.json()
     with demo_system.client(user) as client:  # Codex's own JWT for the same user still works
         assert client.get(URL).status_code == 200
-
-
-def test_verified_keys_are_remembered_for_a_bounded_time_and_count(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr("services.api.codex_keys.time.monotonic", lambda: clock[0])
-    cache = VerifiedKeys(ttl=60, entries=2)
-    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    cache.put(b"a", a)
-    assert cache.get(b"a") == a
-    clock[0] += 60.5
-    assert cache.get(b"a") is None  # past the 60 s bound: argon2 again
-    cache.put(b"a", a)
-    cache.put(b"b", b)
-    cache.put(b"c", c)
-    assert cache.get(b"a") is None  # the oldest is evicted past the size bound
-    assert cache.get(b"c") == c
-    cache.drop(b"c")
-    assert cache.get(b"c") is None

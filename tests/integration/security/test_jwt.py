@@ -170,13 +170,3 @@ def test_a_placeholder_or_short_secret_stops_the_api_at_start(secret: str) -> No
     assert time.monotonic() - started < 15
     output = (result.stdout + result.stderr).decode()
     assert "EXPORTS_JWT_SECRET must be set to a random value of at least 32 characters" in output
-
-
-def test_dev_mode_generates_a_secret_instead() -> None:
-    from shared.settings import Settings
-
-    settings = Settings(dev_mode=True, jwt_secret="")
-    settings.require_production_secrets()
-    assert len(settings.jwt_secret.get_secret_value()) >= 32
-    with pytest.raises(ValueError, match="EXPORTS_JWT_SECRET"):
-        Settings(dev_mode=False, jwt_secret="changeme").require_production_secrets()
