@@ -150,3 +150,39 @@ async def new_user(
     finally:
         await conn.close()
     return user_id
+
+
+# --- The folder says what a test needs ----------------------------------------------------------
+
+# tests/worker/ is being sorted into unit and integration files; until then it is not checked.
+_NOT_YET_SORTED = ("worker",)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run when a test's folder and its markers disagree: every test under
+    ``tests/integration/`` is marked ``integration`` and no other test is, a test elsewhere
+    that asks for the real servers belongs under ``tests/integration/``, and every test under
+    ``tests/e2e/`` is marked ``e2e``."""
+    tests = config.rootpath / "tests"
+    wrong: list[str] = []
+    for item in items:
+        if not item.path.is_relative_to(tests):
+            continue
+        area = item.path.relative_to(tests).parts[0]
+        marks = {mark.name for mark in item.iter_markers()}
+        servers = {"real_servers", "servers_dir"} & set(getattr(item, "fixturenames", ()))
+        if area == "integration" and "integration" not in marks:
+            wrong.append(f"{item.nodeid}: add  pytestmark = pytest.mark.integration")
+        elif area == "e2e" and "e2e" not in marks:
+            wrong.append(f"{item.nodeid}: add  pytestmark = pytest.mark.e2e")
+        elif area not in ("integration", "e2e", *_NOT_YET_SORTED) and (
+            "integration" in marks or servers
+        ):
+            wrong.append(f"{item.nodeid}: on real servers, so it belongs under tests/integration/")
+    if wrong:
+        raise pytest.UsageError(
+            "tests/<package path>/ holds unit tests, tests/integration/ the tests on real "
+            "servers (marked integration), tests/e2e/ the browser tests (marked e2e):\n  "
+            + "\n  ".join(wrong)
+        )

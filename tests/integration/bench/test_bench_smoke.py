@@ -1,0 +1,68 @@
+"""``python -m bench`` runs end to end and reports every figure (never judged on speed here).
+
+The benchmark is only worth its numbers if it still runs: this runs the quick version with one
+repetition and a short load, and checks what it measured is whole and consistent — rows,
+bytes, no api errors, every scale-out export completed — not how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# It starts its own servers and services and takes about a minute: run on purpose, like the bench.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+SHORT = ["--api-seconds", "3", "--scale-exports", "20"]
+
+
+def test_quick_bench_reports_every_figure() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--reps", "1", *SHORT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    assert len(lines) == 1, done.stdout[-3000:]
+    results = json.loads(lines[0].removeprefix("BENCH_JSON "))
+
+    exports = results["exports"]
+    for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+        assert exports[kind]["rows"] == 100_000, kind
+        assert exports[kind]["rows_per_second_median"] > 0, kind
+    # Same rows, formats of different sizes: CSV smallest, Markdown's bullets largest.
+    assert 0 < exports["csv"]["bytes"] < exports["json"]["bytes"] < exports["md"]["bytes"]
+    assert set(exports["ratios"]) == {"csv", "json", "md"}
+
+    assert set(results["linearity"]["csv_microseconds_per_row"]) == {"30000", "100000"}
+    for fmt in ("csv", "json", "md"):
+        memory = results["memory"][fmt]
+        assert 0 < memory["peak_mib_30000"] and 0 < memory["peak_mib_100000"], fmt
+
+    download = results["download"]
+    assert download["bytes"] == exports["csv"]["bytes"]
+    assert download["api_mb_per_second_median"] > 0
+
+    assert results["create_to_running"]["count"] == 20
+    load = results["api_load"]
+    assert load["errors"] == {}, load["errors"]
+    for op in ("create", "list", "get", "fields", "healthz"):
+        assert load[op]["count"] > 0, op
+
+    scale = results["scale_out"]
+    for workers in ("workers_1", "workers_2", "workers_3"):
+        assert scale[workers]["completed"] == 20 and scale[workers]["failed"] == 0, workers
+
+    assert "codex-exports benchmark (quick" in done.stdout

@@ -1,0 +1,30 @@
+"""``codex-exports grant`` (``services.cli.grant``): the statements that give each service only
+its tables; the services running on such roles are in
+``tests/integration/security/test_privileges.py``."""
+
+from __future__ import annotations
+
+from services.cli import grant as privileges
+
+
+def test_each_service_gets_only_its_tables() -> None:
+    statements = privileges.grant_statements(privileges.Roles("a", "w", "j"))
+    grants = [s for s in statements if s.startswith("GRANT")]
+    janitor = [s for s in grants if s.endswith('TO "j"')]
+    assert janitor == [
+        'GRANT USAGE ON SCHEMA "exports" TO "j"',
+        'GRANT SELECT, UPDATE, DELETE ON "exports"."exports" TO "j"',
+    ]
+    worker = [s for s in grants if s.endswith('TO "w"')]
+    assert not any("INSERT" in s for s in worker)
+    assert not any('"users"' in s or "api_keys" in s or "idempotency" in s for s in worker)
+    assert all(s.startswith("GRANT SELECT ON") for s in worker if '"public".' in s)
+    api = [s for s in grants if s.endswith('TO "a"')]
+    assert sorted(s.split(" ON ")[1].split(" TO ")[0] for s in api if '"public".' in s) == [
+        '"public"."api_keys"', '"public"."libraries"', '"public"."users"',
+    ]  # fmt: skip
+    assert any('"exports"."user_library_access"' in s for s in api)
+    # Every revoke comes first, so a role shared by two services keeps both grants.
+    first_grant = next(i for i, s in enumerate(statements) if s.startswith("GRANT"))
+    assert all(s.startswith("GRANT") for s in statements[first_grant:])
+    assert privileges.quote_ident('we"ird') == '"we""ird"'
