@@ -45,6 +45,9 @@ from tests.conftest import Servers, new_user
 from tests.deploy.loading import DEPLOY, K8S, by_kind, yaml_documents
 from tests.system import System
 
+# The configs are checked by Debian's nginx and Caddy themselves, the routes against the real api.
+pytestmark = pytest.mark.integration
+
 CODEX_DIR = DEPLOY / "codex"
 NGINX_SITE = CODEX_DIR / "nginx-site.conf"
 CADDYFILE = CODEX_DIR / "Caddyfile"
@@ -621,7 +624,6 @@ async def someone(demo_database: str) -> uuid.UUID:
     return await new_user(demo_database)
 
 
-@pytest.mark.integration
 def test_routes_reach_codex_or_the_api(
     proxy: Proxy, demo_system: System, someone: uuid.UUID
 ) -> None:
@@ -653,7 +655,6 @@ def test_routes_reach_codex_or_the_api(
 # --- streaming, Range and events through nginx -----------------------------------------------
 
 
-@pytest.mark.integration
 def test_a_large_download_streams_through_nginx_without_buffering(
     nginx: Proxy, demo_system: System, big_export: BigExport
 ) -> None:
@@ -708,7 +709,6 @@ def test_a_large_download_streams_through_nginx_without_buffering(
     )
 
 
-@pytest.mark.integration
 def test_an_interrupted_download_resumes_with_range_through_nginx(
     nginx: Proxy, demo_system: System, big_export: BigExport
 ) -> None:
@@ -761,7 +761,6 @@ def test_an_interrupted_download_resumes_with_range_through_nginx(
         assert whole.hexdigest() == big_export.sha256
 
 
-@pytest.mark.integration
 async def test_progress_events_arrive_live_through_nginx(
     nginx: Proxy, demo_system: System, demo_database: str, pool: asyncpg.Pool
 ) -> None:
