@@ -186,3 +186,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "servers (marked integration), tests/e2e/ the browser tests (marked e2e):\n  "
             + "\n  ".join(wrong)
         )
+
+
+async def library_ids_by_name(database_url: str) -> list[str]:
+    """Every library's id, by name (the demo catalog's order in the New Export dialog)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return [
+            str(r["id"]) for r in await conn.fetch("SELECT id FROM libraries ORDER BY name, id")
+        ]
+    finally:
+        await conn.close()
+
+
+async def first_library(database_url: str) -> str:
+    """The first library's id, by name."""
+    return (await library_ids_by_name(database_url))[0]

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import nats
 import psutil
 import pytest
 
 from services.cli import servers
-from tests.conftest import Servers, new_user, service_env
+from tests.conftest import Servers, first_library, new_user, service_env
 from tests.system import System, make_system
 
 pytestmark = pytest.mark.integration
@@ -107,11 +106,7 @@ async def caller(demo_database: str) -> uuid.UUID:
 
 @pytest.fixture(scope="module")
 async def library(demo_database: str) -> str:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name LIMIT 1"))
-    finally:
-        await conn.close()
+    return await first_library(demo_database)
 
 
 class Memory:

@@ -11,25 +11,17 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from tests.conftest import Servers, new_user
+from tests.conftest import Servers, first_library, new_user
 from tests.system import System
 
 pytestmark = pytest.mark.integration
-
-
-async def _library(database_url: str) -> str:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name LIMIT 1"))
-    finally:
-        await conn.close()
 
 
 async def test_submit_over_nats_and_consume_the_facts(
     demo_system: System, real_servers: Servers, demo_database: str
 ) -> None:
     user = await new_user(demo_database)
-    library = await _library(demo_database)
+    library = await first_library(demo_database)
     nc = await nats.connect(real_servers.nats_url)
     try:
         js = nc.jetstream()
@@ -87,7 +79,7 @@ async def test_failed_exports_publish_a_fact(
 ) -> None:
     """A request whose row vanished before the worker ran ends quietly; a failed one is announced."""
     user = await new_user(demo_database)
-    library = await _library(demo_database)
+    library = await first_library(demo_database)
     nc = await nats.connect(real_servers.nats_url)
     try:
         js = nc.jetstream()

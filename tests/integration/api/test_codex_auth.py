@@ -17,7 +17,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from shared.codex_tables import insert_rows
-from tests.conftest import Servers, new_user
+from tests.conftest import Servers, first_library, new_user
 from tests.system import System
 
 pytestmark = pytest.mark.integration
@@ -69,14 +69,6 @@ async def execute(database_url: str, sql: str, *args: object) -> None:
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute(sql, *args)
-    finally:
-        await conn.close()
-
-
-async def first_library(database_url: str) -> str:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name, id LIMIT 1"))
     finally:
         await conn.close()
 

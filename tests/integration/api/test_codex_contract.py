@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from tests.codex import declared_properties, schema_errors
-from tests.conftest import new_user
+from tests.conftest import library_ids_by_name, new_user
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration
@@ -57,11 +57,7 @@ def assert_fits(schema_name: str, body: Any) -> None:
 
 @pytest.fixture(scope="module")
 async def library_ids(demo_database: str) -> list[str]:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        return [str(r["id"]) for r in await conn.fetch("SELECT id FROM libraries ORDER BY name")]
-    finally:
-        await conn.close()
+    return await library_ids_by_name(demo_database)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import new_user
+from tests.conftest import library_ids_by_name, new_user
 from tests.system import System
 
 pytestmark = pytest.mark.integration
@@ -22,11 +22,7 @@ async def caller(demo_database: str) -> uuid.UUID:
 
 @pytest.fixture(scope="module")
 async def library_ids(demo_database: str) -> list[str]:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        return [str(r["id"]) for r in await conn.fetch("SELECT id FROM libraries ORDER BY name")]
-    finally:
-        await conn.close()
+    return await library_ids_by_name(demo_database)
 
 
 def _post(system: System, user: uuid.UUID, body: Any) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import new_user
+from tests.conftest import first_library, new_user
 from tests.integration.security.conftest import KEYS_URL, URL, create_key, key_client
 from tests.system import System, wait_for_export
 
@@ -21,14 +21,6 @@ pytestmark = pytest.mark.integration
 
 BAD_CREDENTIALS = {"error": "Unauthorized", "message": "Invalid or expired credentials"}
 KEY_NOT_FOUND = {"error": "NotFound", "message": "API key not found"}
-
-
-async def _library(database_url: str) -> str:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name LIMIT 1"))
-    finally:
-        await conn.close()
 
 
 async def _key_rows(database_url: str, user: uuid.UUID) -> list[asyncpg.Record]:
@@ -76,7 +68,7 @@ async def test_a_key_works_on_every_authenticated_endpoint(
     demo_system: System, demo_database: str
 ) -> None:
     user = await new_user(demo_database)
-    library = await _library(demo_database)
+    library = await first_library(demo_database)
     key = create_key(demo_system, user)["key"]
     with key_client(demo_system, key) as client:
         assert client.get("/api/v1/auth/me").json()["id"] == str(user)

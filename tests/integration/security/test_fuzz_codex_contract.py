@@ -28,7 +28,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import schemathesis
@@ -40,7 +39,7 @@ from schemathesis.checks import (
 )
 
 from tests.codex import codex_document
-from tests.conftest import new_user
+from tests.conftest import first_library, new_user
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration
@@ -96,11 +95,7 @@ def codex_schema() -> Any:
 @pytest.fixture(scope="module")
 async def library_id(demo_database: str) -> str:
     """A library the caller may read, as Codex's front end lists it for the create form."""
-    conn = await asyncpg.connect(demo_database)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name LIMIT 1"))
-    finally:
-        await conn.close()
+    return await first_library(demo_database)
 
 
 def front_end_body(library_id: str) -> dict[str, Any]:

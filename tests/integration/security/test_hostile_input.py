@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import uuid
 
-import asyncpg
 import httpx
 import nats
 import pytest
 
-from tests.conftest import Servers, new_user
+from tests.conftest import Servers, first_library, new_user
 from tests.system import System
 
 pytestmark = pytest.mark.integration
@@ -28,11 +27,7 @@ async def caller(demo_database: str) -> uuid.UUID:
 
 @pytest.fixture(scope="module")
 async def library(demo_database: str) -> str:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name LIMIT 1"))
-    finally:
-        await conn.close()
+    return await first_library(demo_database)
 
 
 @pytest.mark.parametrize(

@@ -14,21 +14,13 @@ import httpx
 import nats
 import pytest
 
-from tests.conftest import Servers, new_user
+from tests.conftest import Servers, library_ids_by_name, new_user
 from tests.integration.security.conftest import URL, create_key, key_client
 from tests.system import System, wait_for_export
 
 pytestmark = pytest.mark.integration
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-async def _libraries(database_url: str) -> list[str]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return [str(r["id"]) for r in await conn.fetch("SELECT id FROM libraries ORDER BY name")]
-    finally:
-        await conn.close()
 
 
 async def _row(database_url: str, export_id: str) -> dict[str, Any] | None:
@@ -73,7 +65,7 @@ async def test_another_users_export_answers_exactly_like_a_missing_one(
     demo_system: System, demo_database: str
 ) -> None:
     alice, mallory = await new_user(demo_database), await new_user(demo_database)
-    library = (await _libraries(demo_database))[0]
+    library = (await library_ids_by_name(demo_database))[0]
     with demo_system.client(alice) as client:
         created = client.post(
             URL, json={"format": "json", "libraryIds": [library], "fields": ["title"]}
@@ -104,7 +96,7 @@ async def test_an_in_flight_export_cannot_be_cancelled_or_deleted_by_another_use
     demo_system: System, demo_database: str
 ) -> None:
     alice, mallory = await new_user(demo_database), await new_user(demo_database)
-    library = uuid.UUID((await _libraries(demo_database))[0])
+    library = uuid.UUID((await library_ids_by_name(demo_database))[0])
     export_id = uuid.uuid4()
     conn = await asyncpg.connect(demo_database)
     try:
@@ -140,7 +132,7 @@ async def test_ownership_and_keys_come_from_the_server_not_the_body(
     demo_system: System, demo_database: str
 ) -> None:
     alice, mallory = await new_user(demo_database), await new_user(demo_database)
-    library = (await _libraries(demo_database))[0]
+    library = (await library_ids_by_name(demo_database))[0]
     hostile = {
         "format": "json",
         "libraryIds": [library],
@@ -172,7 +164,7 @@ async def test_bus_submit_creates_exports_owned_by_the_named_user_only(
     demo_system: System, demo_database: str, real_servers: Servers
 ) -> None:
     alice, bob = await new_user(demo_database), await new_user(demo_database)
-    libraries = await _libraries(demo_database)
+    libraries = await library_ids_by_name(demo_database)
     conn = await asyncpg.connect(demo_database)
     try:
         # Bob may read only the first library.
