@@ -10,6 +10,7 @@ from faststream.nats import NatsBroker
 from pydantic import BaseModel
 
 from shared import metrics
+from shared.logs import configure_logging
 from shared.settings import Settings
 from shared.subjects import STREAM
 
@@ -63,3 +64,14 @@ async def publish_fact(
         log.warning("could not publish %s: %s", subject, err, extra={"export_id": export_id})
         return False
     return True
+
+
+def service_settings() -> Settings:
+    """A service process's first step: its settings, and logging configured from them.
+
+    The caller imports its app module after this, so nothing the app declares logs in another
+    format.
+    """
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return settings

@@ -20,35 +20,6 @@ from typing import Any
 
 import asyncpg
 
-# The tables the worker reads for an export (visibility, rows and their multi-value fields).
-WORKER_TABLES = (
-    "libraries",
-    "series",
-    "series_metadata",
-    "books",
-    "book_metadata",
-    "genres",
-    "tags",
-    "series_genres",
-    "series_tags",
-    "book_genres",
-    "book_tags",
-    "series_alternate_titles",
-    "collections",
-    "collection_series",
-    "read_lists",
-    "read_list_books",
-    "series_external_ratings",
-    "user_series_ratings",
-    "read_progress",
-    "series_sharing_tags",
-    "user_sharing_tags",
-    "access_group_sharing_tags",
-    "user_access_groups",
-)
-# The tables the api reads: library names, users (sign-in, is_active) and Codex's API keys.
-API_TABLES = ("libraries", "users", "api_keys")
-
 # Every table of Codex's catalog schema (../shared/codex/schema.sql), in dependency order.
 CODEX_TABLES = (
     "libraries",
@@ -79,6 +50,14 @@ CODEX_TABLES = (
     "read_list_books",
     "api_keys",
 )
+
+# The tables the worker reads for an export (visibility, rows and their multi-value fields):
+# all of them but the accounts, the keys and the names of sharing tags and access groups.
+WORKER_TABLES = tuple(
+    t for t in CODEX_TABLES if t not in ("users", "api_keys", "sharing_tags", "access_groups")
+)
+# The tables the api reads: library names, users (sign-in, is_active) and Codex's API keys.
+API_TABLES = ("libraries", "users", "api_keys")
 
 # Deterministic ids for rows whose id the writer did not give (Codex uses random v4 ids; a
 # name-based one keeps the demo and the fixtures identical from run to run).

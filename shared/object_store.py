@@ -71,6 +71,18 @@ def ensure_bucket(client: Minio, bucket: str, *, retention_seconds: int) -> None
         pass
 
 
+async def open_store(settings: Settings) -> Minio:
+    """The process's client, its bucket made ready (created, lifecycle backstop set).
+
+    For a service's lifespan; the blocking client calls run in a thread.
+    """
+    client = make_client(settings)
+    await asyncio.to_thread(
+        ensure_bucket, client, settings.s3_bucket, retention_seconds=settings.retention_seconds
+    )
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     size: int

@@ -50,13 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
-        store = object_store.make_client(settings)
-        await asyncio.to_thread(
-            object_store.ensure_bucket,
-            store,
-            settings.s3_bucket,
-            retention_seconds=settings.retention_seconds,
-        )
+        store = await object_store.open_store(settings)
         app.state.pool = pool
         app.state.store = store
         await broker.start()

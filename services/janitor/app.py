@@ -69,13 +69,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         """The clients that live as long as the app; closed when it stops."""
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
         try:
-            store = object_store.make_client(settings)
-            await asyncio.to_thread(
-                object_store.ensure_bucket,
-                store,
-                settings.s3_bucket,
-                retention_seconds=settings.retention_seconds,
-            )
+            store = await object_store.open_store(settings)
             state["ctx"] = service.JanitorContext(settings, pool, store, broker)
             server = await health.serve(settings, pool, broker, store)
             try:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.logs import configure_logging
-from shared.settings import Settings
+from shared.bus import service_settings
 
 
 def main() -> None:
-    settings = Settings()
-    configure_logging(settings.log_level)
+    settings = service_settings()
     from services.worker.app import create_app
 
     asyncio.run(create_app(settings).run())

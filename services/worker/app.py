@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -69,13 +68,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
             settings.database_url, min_size=1, max_size=settings.worker_concurrency * 2 + 2
         )
         try:
-            store = object_store.make_client(settings)
-            await asyncio.to_thread(
-                object_store.ensure_bucket,
-                store,
-                settings.s3_bucket,
-                retention_seconds=settings.retention_seconds,
-            )
+            store = await object_store.open_store(settings)
             state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
             metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
             server = await health.serve(settings, pool, broker, store)
