@@ -151,23 +151,22 @@ _NEWLINE = sql.lit("\n")
 def _bullet_sql(column: sql.Column, label: str) -> tuple[str, str]:
     """(the bullet, an expression that is NULL exactly when there is no bullet)."""
     v = column.value
-    label = sql.lit(label)
+    quoted = sql.lit(label)
     match column.kind:
         case "text" | "authors" | "alternate_titles" | "external_ratings":
-            return f"exports.md_bullet({label}, {v})", v
+            return f"exports.md_bullet({quoted}, {v})", v
         case "id" | "int":
-            return f"exports.md_line({label}, ({v})::text)", v
+            return f"exports.md_line({quoted}, ({v})::text)", v
         case "bool":
             yes_no = f"CASE WHEN {v} THEN 'Yes' WHEN NOT {v} THEN 'No' END"
-            return f"exports.md_line({label}, {yes_no})", v
-        case "float":
-            text = sql.float_text(v)  # NULL for NaN and ±inf: no bullet
-            return f"exports.md_line({label}, {text})", text
+            return f"exports.md_line({quoted}, {yes_no})", v
+        case "float":  # NaN and ±inf are no data: no bullet
+            return f"exports.md_line({quoted}, {sql.float_text(v)})", f"exports.finite({v})"
         case "time":
-            return f"exports.md_line({label}, {sql.rfc3339(v)})", v
+            return f"exports.md_line({quoted}, {sql.rfc3339(v)})", v
         case "names":
             names = f"array_to_string({v}, {sql.lit(ITEM_SEPARATOR)})"
-            return f"exports.md_bullet({label}, {names})", v
+            return f"exports.md_bullet({quoted}, {names})", v
         case _:
             assert_never(column.kind)
 
