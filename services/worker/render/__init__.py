@@ -43,7 +43,7 @@ cent; a section pays about 3 ms once for asyncpg quoting the owner and libraries
 (one prepare and one select). End to end, ``python -m bench --quick`` interleaved with the
 previous code (best of 10 runs each) gave the same ratios to the ``COPY`` limit: previous / now,
 CSV 0.90 / 0.92, JSON 0.70 / 0.70, Markdown 0.65 / 0.65. The widest query (series, every field,
-Markdown) is 8,214 characters instead of 50,075. Two shapes cost speed and were changed: a JSON
+Markdown) is 8,202 characters instead of 50,075. Two shapes cost speed and were changed: a JSON
 number as a second ``CASE`` around ``float_text`` (5% on books) and a float's Markdown presence
 by its rendered text; ``exports.number_text`` takes the notation as a constant the planner
 folds, and ``exports.finite`` tests presence.
