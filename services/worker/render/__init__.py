@@ -36,17 +36,19 @@ only.
 Why named SQL functions rather than generated SQL text
 ------------------------------------------------------
 The planner inlines them (``test_copy`` checks that no call is left in any plan), so a query
-costs what the expressions cost. Measured against the generated SQL they replace, on a machine
-whose noise is about ±10%: PostgreSQL's ``COPY`` alone (100,000 books and 2,000 series, every
-field, byte-identical output, best of 9 interleaved runs) took the same time within a few per
-cent; a section pays about 3 ms once for asyncpg quoting the owner and libraries into ``COPY``
-(one prepare and one select). End to end, ``python -m bench --quick`` interleaved with the
-previous code (best of 10 runs each) gave the same ratios to the ``COPY`` limit: previous / now,
-CSV 0.90 / 0.92, JSON 0.70 / 0.70, Markdown 0.65 / 0.65. The widest query (series, every field,
-Markdown) is 8,202 characters instead of 50,075. Two shapes cost speed and were changed: a JSON
-number as a second ``CASE`` around ``float_text`` (5% on books) and a float's Markdown presence
-by its rendered text; ``exports.number_text`` takes the notation as a constant the planner
-folds, and ``exports.finite`` tests presence.
+costs what the expressions cost. Measured against the generated SQL they replace: PostgreSQL's
+``COPY`` alone, on 100,000 books and 2,000 series with every field (byte-identical output, 15
+interleaved runs each), took the same time within 1% for books (best run, old / now: JSON 0.931
+/ 0.933 s, CSV 0.725 / 0.721 s, Markdown 1.088 / 1.091 s); a section pays 1 to 3 ms once for
+asyncpg quoting the owner and libraries into ``COPY`` (a prepare and a select), which is most of
+the 1 to 3% on the 70 ms series sections. End to end, ``python -m bench --quick`` interleaved
+with the previous code (best of 10 runs each, on a machine whose noise is about ±10%) gave the
+same ratios to the ``COPY`` limit: previous / now, CSV 0.90 / 0.92, JSON 0.70 / 0.70, Markdown
+0.65 / 0.65. The widest query (series, every field, Markdown) is 8,202 characters instead of
+50,075. Two shapes cost speed and were changed: a JSON number as a second ``CASE`` around
+``float_text`` (5% on books) and a float's Markdown presence by its rendered text;
+``exports.number_text`` takes the notation as a constant the planner folds, and
+``exports.finite`` tests presence.
 """
 
 from __future__ import annotations
