@@ -10,7 +10,7 @@ with the same visibility CTEs, joins and order, every field>) TO STDOUT (FORMAT 
 same REPEATABLE READ transaction the worker opens, each chunk written into the same object
 store through the same multipart upload (``shared.object_store.StreamingUpload``, 8 MiB parts,
 SHA-256 as the worker computes it), timed from the transaction's start to the upload's end.
-``limit_coalesced`` is the same with the read coalescing the product uses (fast.py): it
+``limit_coalesced`` is the same with the read coalescing the product uses (render/copy.py): it
 answers "how fast could COPY go with that trick too", a stricter yardstick than the limit.
 """
 
@@ -36,7 +36,8 @@ from bench.env import (
     wait_for,
 )
 from services.cli.synthetic import SyntheticCatalog
-from services.worker import catalog, fast
+from services.worker import catalog
+from services.worker.render import copy
 from shared import object_store
 from shared.fields import ALL_BOOKS
 
@@ -61,8 +62,7 @@ async def measure_limit(stack: Stack, url: str, synthetic: SyntheticCatalog, coa
     conn = await asyncpg.connect(url)
     try:
         scope = catalog.Scope(synthetic.user_id, [synthetic.library_id])
-        owner, libraries = catalog.literal_args(scope)
-        sql = catalog.book_query(list(ALL_BOOKS)).sql.replace("$1", owner).replace("$2", libraries)
+        sql = catalog.book_query(list(ALL_BOOKS)).sql
         upload = object_store.StreamingUpload(
             store, BUCKET, key, "text/csv", part_size=8 * 1024 * 1024
         )
@@ -71,12 +71,16 @@ async def measure_limit(stack: Stack, url: str, synthetic: SyntheticCatalog, coa
 
         async def sink(chunk: bytes) -> None:
             await upload.write(chunk)
-            if coalesce and len(chunk) < fast.COALESCE_BYTES:
-                await asyncio.sleep(fast.COALESCE_SECONDS)
+            if coalesce and len(chunk) < copy.COALESCE_BYTES:
+                await asyncio.sleep(copy.COALESCE_SECONDS)
 
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             status = await conn.copy_from_query(
-                sql, output=sink if coalesce else upload.write, format="csv"
+                sql,
+                scope.user_id,
+                list(scope.library_ids),
+                output=sink if coalesce else upload.write,
+                format="csv",
             )
         await upload.finish()
         seconds = time.monotonic() - started

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     batch_rows: int = Field(default=1000, gt=0)
     orphan_age_seconds: int = Field(default=3600, ge=0)
     part_size_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
-    # PostgreSQL renders the rows (services/worker/fast.py); false: the Python encoders do.
+    # PostgreSQL renders the rows (services/worker/render); false: the Python encoders do.
     render_in_database: bool = True
 
     api_host: str = "127.0.0.1"

@@ -130,7 +130,7 @@ Kind = Literal[
     "alternate_titles",
     "external_ratings",
 ]
-"""What a column holds, for the database renderer (``services.worker.fast``):
+"""What a column holds, for the database rendering (``services.worker.render``):
 
 ``text`` a string (may need escaping), ``id`` a uuid as text (never needs escaping), ``int``,
 ``float`` (float8: NaN and infinities are no data, integral values print as integers), ``bool``,
@@ -514,7 +514,7 @@ class RawQuery:
 
 
 def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuery:
-    """The typed rows of a section, for a renderer that wraps them (``services.worker.fast``)."""
+    """The typed rows of a section, for a renderer that wraps them (``render.copy.plan``)."""
     spec = _SECTIONS[section]
     keys = _keys(spec, fields)
     select: list[str] = []
@@ -527,16 +527,6 @@ def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuer
             select.append(f"{expr} AS {names[-1]}")
         columns.append(RawColumn(key, column.kind, tuple(names)))
     return RawQuery(_select(spec, keys, select), tuple(columns))
-
-
-def literal_args(scope: Scope) -> tuple[str, str]:
-    """$1 and $2 as SQL literals, for a statement that takes no parameters (``COPY``).
-
-    Both are ``UUID`` objects, whose text is hex digits and dashes: nothing to escape.
-    """
-    user = UUID(str(scope.user_id))
-    libraries = ",".join(f"'{UUID(str(lib))}'" for lib in scope.library_ids)
-    return f"'{user}'::uuid", f"ARRAY[{libraries}]::uuid[]"
 
 
 def _args(scope: Scope) -> tuple[UUID, list[UUID]]:

@@ -15,9 +15,10 @@ import asyncpg
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from services.worker import catalog, fast
-from services.worker.encoders import Encoder, make_encoder
+from services.worker import catalog, render
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
+from services.worker.render import copy
+from services.worker.render.encoder import Encoder
 from shared import fields as field_catalog
 from shared import metrics, object_store, retention
 from shared import repository as exports_repo
@@ -74,14 +75,15 @@ def sections(row: exports_repo.ExportRow) -> list[Kind]:
     return {"series": ["series"], "books": ["books"], "both": ["series", "books"]}[row.export_type]  # type: ignore[return-value]
 
 
-Renderer = Literal["database", "python"]
+RenderPath = Literal["database", "python"]
 
 
-def renderer_for(settings: Settings) -> Renderer:
-    """Rows are rendered by PostgreSQL (``fast.py``) unless the settings turn it off.
+def renderer_for(settings: Settings) -> RenderPath:
+    """Rows are rendered by PostgreSQL (``render.copy``) unless the settings turn it off.
 
     The Python encoders stay the reference, and the fallback for any value the database
-    declines; ``EXPORTS_RENDER_IN_DATABASE=false`` makes them render every row.
+    declines; ``EXPORTS_RENDER_IN_DATABASE=false`` makes them render every row (see
+    ``services.worker.render``).
     """
     return "database" if settings.render_in_database else "python"
 
@@ -91,10 +93,10 @@ async def _render(
     row: exports_repo.ExportRow,
     progress: Progress,
     write: Callable[[bytes], Any],
-    renderer: Renderer | None = None,
+    renderer: RenderPath | None = None,
 ) -> int:
     """Read the catalog in one snapshot and write the rendered file; return the row count."""
-    encoder = make_encoder(row.format, row.export_type)
+    encoder = render.make_encoder(row.format, row.export_type)
     batch_rows = ctx.settings.batch_rows
     renderer = renderer or renderer_for(ctx.settings)
     async with (
@@ -147,7 +149,7 @@ async def _write_sections(
     row: exports_repo.ExportRow,
     kinds: list[Kind],
     scope: catalog.Scope,
-    renderer: Renderer,
+    renderer: RenderPath,
     batch_rows: int,
     encoder: Encoder,
     write: Callable[[bytes], Any],
@@ -155,7 +157,7 @@ async def _write_sections(
 ) -> None:
     """The file: every section, rendered by the database or by the Python encoders."""
     if renderer == "database":
-        # What fast.py's rendering reads: the shortest exact float text and ISO dates (the
+        # What the database rendering reads: the shortest exact float text and ISO dates (the
         # server defaults, but a server may be configured otherwise).
         await conn.execute("SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO'")
     await write(encoder.start())
@@ -171,7 +173,7 @@ async def _write_sections(
         done: int | None = 0
         if renderer == "database":
             labels = {c.key: c.label for c in cols}
-            plan = fast.plan(kind, keys, fast.as_format(row.format), labels)
+            plan = render.plan(kind, keys, row.format, labels)
             done = await _render_in_database(conn, plan, scope, encoder, write, on_rows)
         if done is not None:
             batches: AsyncIterator[list[dict[str, Any]]] = (
@@ -204,7 +206,7 @@ def _batch_meter(fmt: str, progress: Progress) -> Callable[[int], None]:
 
 async def _render_in_database(
     conn: asyncpg.Connection,
-    plan: fast.Plan,
+    plan: copy.Plan,
     scope: catalog.Scope,
     encoder: Encoder,
     write: Callable[[bytes], Any],
@@ -212,13 +214,13 @@ async def _render_in_database(
 ) -> int | None:
     """One section rendered by PostgreSQL: None when done, else the rows written so far.
 
-    A value the database declines (``fast.Declined``) rolls back to a savepoint, so the
+    A value the database declines (``copy.Declined``) rolls back to a savepoint, so the
     snapshot is kept, and the reference renderer goes on from the first row not yet written.
     """
     try:
         async with conn.transaction():
-            await fast.copy_section(conn, plan, scope, encoder, write, on_rows)
-    except fast.Declined as declined:
+            await copy.copy_section(conn, plan, scope, encoder, write, on_rows)
+    except copy.Declined as declined:
         log.info("rows from %d on rendered in Python: a value the database declined", declined.rows)
         return declined.rows
     return None

@@ -1,4 +1,5 @@
-"""The database renderer (``services.worker.fast``) against the Python reference, byte for byte.
+"""The database rendering (``services.worker.render.copy``) against the Python encoders, byte
+for byte.
 
 Every format x type x field set (all, LLM preset, anchor only, each field alone) for every
 fixture user, on the fixture catalog and on a copy of it with hostile values added. Both
@@ -8,10 +9,7 @@ declined values are the ones the worker runs.
 
 from __future__ import annotations
 
-import math
-import random
-import struct
-import sys
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,57 +17,30 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 
 from services.cli.synthetic import build_synthetic
-from services.worker import fast, service
-from services.worker.catalog import _number
-from services.worker.encoders import rfc3339
+from services.worker import render, service
+from services.worker.render import copy
 from shared.codex_tables import insert_rows, series_normalized_name
-from shared.fields import ALL_BOOKS, ALL_SERIES, LLM_PRESET_BOOKS, LLM_PRESET_SERIES
+from shared.fields import (
+    ALL_BOOKS,
+    ALL_SERIES,
+    BOOK_FIELDS,
+    LLM_PRESET_BOOKS,
+    LLM_PRESET_SERIES,
+    SERIES_FIELDS,
+)
+from shared.formats import ExportFormat
 from shared.repository import ExportRow
 from shared.settings import Settings
 from tests.conftest import Servers, create_database
 from tests.fixture_catalog import FIXTURE, build
+from tests.worker.render.samples import HOSTILE
 
 pytestmark = pytest.mark.integration
 
 F = FIXTURE
-
-# Every string a renderer could get wrong: CSV/JSON/Markdown metacharacters, control
-# characters, Unicode whitespace and line separators, formula starts, COPY's own escapes.
-HOSTILE = [
-    '"quoted", with comma',
-    "back\\slash \\N \\. \\\\",
-    "ctl\x01\x02\x1f\x7f end",
-    "tab\there\tand\t",
-    "cr\ronly",
-    "lf\nonly",
-    "crlf\r\nend\r\n",
-    "emoji 😀 and ナルト and é",
-    "sep\u2028line\u2029para",
-    "=1+1",
-    "+plus",
-    "-minus",
-    "@at",
-    "\tleading tab",
-    "\rleading cr",
-    "# Title *b* _u_ [l](u) `c` ~s~ <b> &amp; &#35; & \\ |",
-    "  padded both  ",
-    "\u3000ideographic\u3000\xa0",
-    "\x1c\x1dfile sep\x1e\x1f",
-    "next\x85line",
-    "1. one\n2) two\n- dash\n> quote\n```\n---\n| a |\n[x]: y\n1234567890. ten",
-    "\n\n  lead blank\n\n  mid  \n\n\t\n",
-    " \n \r\n ",
-    "vertical\x0btab\x0cfeed",
-    "<script>alert(1)</script>",
-    "a\r\n\r\nb\n\rc",
-    "\\",
-    "'",
-    " ",
-]
 
 AUTHORS_JSON = [
     '[{"name": "  Ann  ", "role": "  writer  "}, {"name": "Bo", "role": ""}]',
@@ -433,20 +404,45 @@ async def test_database_rendering_is_byte_identical(
     assert checked >= 3 * 29
 
 
+@pytest.mark.parametrize("fmt", list(ExportFormat))
+@pytest.mark.parametrize(("section", "fields"), [("series", ALL_SERIES), ("books", ALL_BOOKS)])
+async def test_every_render_function_is_inlined(
+    catalogs: dict[str, asyncpg.Pool], section: str, fields: tuple[str, ...], fmt: ExportFormat
+) -> None:
+    """A render function the planner did not inline would be called once per value: the plan of
+    the widest export holds no call of one (EXPLAIN VERBOSE names every call it makes)."""
+    labels = {f.key: f.label for f in (*SERIES_FIELDS, *BOOK_FIELDS)}
+    plan = render.plan(section, list(fields), fmt, labels)  # type: ignore[arg-type]
+    alice = F.users["alice"].id
+    async with catalogs["fixture"].acquire() as conn:
+        explain = await conn.fetch("EXPLAIN VERBOSE " + plan.sql, alice, F.library_ids())
+        # The control: an argument used more than once that costs more than ten operators
+        # (another rendered value) keeps py_strip a call.
+        control = await conn.fetch(
+            "EXPLAIN VERBOSE SELECT exports.py_strip(exports.md_heading(name)) FROM series"
+        )
+    assert _calls(control) == ["exports.py_strip("]
+    assert _calls(explain) == []
+
+
+def _calls(explain: list[asyncpg.Record]) -> list[str]:
+    return sorted(set(re.findall(r"\bexports\.\w+\(", "\n".join(r[0] for r in explain))))
+
+
 def _count_declines(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spy on ``fast.copy_section``: the list gets the row count of every ``Declined``."""
+    """Spy on ``copy.copy_section``: the list gets the row count of every ``Declined``."""
     declined: list[int] = []
-    original = fast.copy_section
+    original = copy.copy_section
 
     async def spy(*args: Any, **kwargs: Any) -> int:
         try:
             rows: int = await original(*args, **kwargs)
-        except fast.Declined as err:
+        except copy.Declined as err:
             declined.append(err.rows)
             raise
         return rows
 
-    monkeypatch.setattr(fast, "copy_section", spy)
+    monkeypatch.setattr(copy, "copy_section", spy)
     return declined
 
 
@@ -463,91 +459,6 @@ async def test_fixture_needs_no_fallback(
     export = _export("alice", "csv", "books", (), ("authors",))
     await _render(catalogs["hostile"], export, "database")
     assert declined
-
-
-async def _sql_values(pool: asyncpg.Pool, expr: str, values: list[Any], cast: str) -> list[Any]:
-    """``expr`` (on ``{x}``) for each value, sent as text (asyncpg maps the extreme datetimes
-    to infinity) and cast in SQL."""
-    values = [v.isoformat() if isinstance(v, datetime) else v for v in values]
-    param = "float8" if cast == "float8" else "text"
-    sql = (
-        f"SELECT {expr.replace('{x}', f'u.x::{cast}')}"
-        f" FROM unnest($1::{param}[]) WITH ORDINALITY u(x, i) ORDER BY u.i"
-    )
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO'")
-        return [r[0] for r in await conn.fetch(sql, values)]
-
-
-async def test_floats_print_as_python_does(catalogs: dict[str, asyncpg.Pool]) -> None:
-    rng = random.Random(5)
-    values = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(20000)]
-    values += [rng.uniform(-1e17, 1e17) for _ in range(5000)]
-    values += [round(rng.uniform(0, 100), 2) for _ in range(5000)]
-    values += [float(n) for n in range(-1000, 1000)] + [2.0**e for e in range(-1074, 1024)]
-    values += [x + 0.5 for x in (1e15, 2e15, 4.5e15, 9.9e15)] + [sys.float_info.max, -0.0]
-    values += [math.nan, math.inf, -math.inf, 1e-4, 1e-5, 9.999999999999999e-5, -1.5e-5]
-    values += [rng.uniform(0, 1) * 10 ** rng.randint(-8, -3) for _ in range(5000)]
-    rendered = await _sql_values(catalogs["fixture"], fast._float("{x}"), values, "float8")
-    as_json = await _sql_values(
-        catalogs["fixture"], fast._float("{x}", json=True), values, "float8"
-    )
-    for value, text, json_text in zip(values, rendered, as_json, strict=True):
-        number = _number(value)
-        assert text == (None if number is None else repr(number)), value
-        assert json_text == (None if number is None else orjson.dumps(number).decode()), value
-
-
-async def test_timestamps_print_as_python_does(catalogs: dict[str, asyncpg.Pool]) -> None:
-    rng = random.Random(7)
-    low, high = (
-        datetime(1, 1, 1, tzinfo=UTC),
-        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-    )
-    span = int((high - low).total_seconds())
-    values = [
-        low
-        + timedelta(
-            seconds=rng.randrange(span),
-            microseconds=rng.choice([0, 1, 500000, 999999, rng.randrange(10**6)]),
-        )
-        for _ in range(5000)
-    ]
-    values += [low, high]
-    rendered = await _sql_values(catalogs["fixture"], fast._time("{x}"), values, "timestamptz")
-    assert rendered == [rfc3339(v) for v in values]
-
-
-async def test_json_strings_escape_as_orjson_does(catalogs: dict[str, asyncpg.Pool]) -> None:
-    values = [chr(c) for c in range(1, 0x800)] + HOSTILE + ["\ud7ff\ue000\uffff\U0010ffff"]
-    rendered = await _sql_values(catalogs["fixture"], fast._json_string("{x}"), values, "text")
-    assert rendered == [orjson.dumps(v).decode() for v in values]
-
-
-def test_python_whitespace_is_what_str_strip_removes() -> None:
-    assert fast.PY_WHITESPACE == "".join(
-        chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()
-    )
-
-
-def test_copy_text_unescape() -> None:
-    # What COPY's text format sends for each byte PostgreSQL escapes, and a run of backslashes.
-    escaped = b"a\\\\b\\bc\\fd\\ne\\rf\\tg\\vh\\\\\\\\n\\\\"
-    assert fast._unescape(escaped) == b"a\\b\bc\fd\ne\rf\tg\vh\\\\n\\"
-    assert fast._unescape(b"plain") == b"plain"
-
-
-def test_sql_literals_mean_the_same_text() -> None:
-    assert fast.lit("it's \\ \n") == "E'it\\'s \\\\ \n'"
-    with pytest.raises(ValueError, match="NUL"):
-        fast.lit("\x00")
-
-
-async def test_literals_round_trip(catalogs: dict[str, asyncpg.Pool]) -> None:
-    texts = ["it's", "back\\slash", "\\'", "tab\tnl\ncr\r", "😀", fast.PY_WHITESPACE]
-    async with catalogs["fixture"].acquire() as conn:
-        for text in texts:
-            assert await conn.fetchval(f"SELECT {fast.lit(text)}::text") == text
 
 
 @pytest.fixture(scope="module")
@@ -658,18 +569,6 @@ async def test_cancel_aborts_the_copy_and_keeps_the_connection(
     assert 0 < progress.rows < 5000
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT 1") == 1
-
-
-def test_unknown_fields_and_formats_are_refused() -> None:
-    with pytest.raises(ValueError, match="Unknown field"):
-        fast.plan("books", ["nope"], "json", {})
-    with pytest.raises(ValueError, match="format"):
-        fast.as_format("xml")
-    # Every field of both catalogs has a rendering in every format.
-    labels = {key: key for key in (*ALL_SERIES, *ALL_BOOKS, "series_name", "book_name")}
-    for fmt in ("json", "csv", "md"):
-        assert fast.plan("series", list(ALL_SERIES), fmt, labels).sql  # type: ignore[arg-type]
-        assert fast.plan("books", list(ALL_BOOKS), fmt, labels).sql  # type: ignore[arg-type]
 
 
 def test_the_setting_chooses_the_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
