@@ -29,9 +29,9 @@ production
 - every row, when ``EXPORTS_RENDER_IN_DATABASE=false`` (a server where the functions cannot be
   used, or to rule the database rendering out when a file is in question).
 
-They are the reference too: ``tests/worker/render/test_copy.py`` compares the two byte for byte
-for every format, type and field set, with hostile values. No renderer is kept as an oracle
-only.
+They are the reference too: ``tests/integration/worker/render/test_copy.py`` compares the two
+byte for byte for every format, type and field set, with hostile values. No renderer is kept
+as an oracle only.
 
 Why named SQL functions rather than generated SQL text
 ------------------------------------------------------

@@ -9,7 +9,7 @@ from services.worker import render
 from services.worker.render import RENDERERS, make_encoder
 from shared.fields import ALL_BOOKS, ALL_SERIES, SERIES_FIELDS, columns
 from shared.formats import FORMATS, ExportFormat
-from tests.worker.render.samples import BOOKS_ONLY, BOTH, SERIES_ONLY, Sections, export
+from tests.services.worker.render.samples import BOOKS_ONLY, BOTH, SERIES_ONLY, Sections, export
 
 
 def test_every_format_has_a_renderer() -> None:

@@ -10,7 +10,10 @@ import pytest
 
 from services.worker.render import make_encoder
 from shared.fields import SERIES_FIELDS, columns
-from tests.worker.render.samples import AKIRA, BOOKS_ONLY, SERIES_ONLY, Sections, export
+from tests.services.worker.render.samples import AKIRA, BOOKS_ONLY, SERIES_ONLY, Sections, export
+
+# Encoder unit tests beside the fixture catalog's full exports, read from real PostgreSQL.
+pytestmark = pytest.mark.integration
 
 
 def test_csv_series_bytes() -> None:
@@ -107,7 +110,6 @@ def test_csv_has_no_bom_and_refuses_both() -> None:
         make_encoder("csv", "both")
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("kind", ["series", "books"])
 async def test_fixture_csv(fixture_sections: dict[str, Sections], kind: str) -> None:
     sections = fixture_sections[kind]

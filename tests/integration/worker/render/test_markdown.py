@@ -11,7 +11,7 @@ from markdown_it import MarkdownIt
 from services.worker.render import markdown
 from shared.fields import SERIES_FIELDS, columns
 from tests.fixture_catalog import BATMAN_SUMMARY, HOSTILE_NAME
-from tests.worker.render.samples import (
+from tests.services.worker.render.samples import (
     BLANK,
     BOOK_COLUMNS,
     BOOKS_ONLY,
@@ -21,6 +21,9 @@ from tests.worker.render.samples import (
     Sections,
     export,
 )
+
+# Encoder unit tests beside the fixture catalog's full exports, read from real PostgreSQL.
+pytestmark = pytest.mark.integration
 
 
 def test_markdown_series_bytes() -> None:
@@ -186,7 +189,6 @@ def assert_commonmark_structure(text: str, *, h1: int, h2: int, items: list[int]
     assert sizes == items
 
 
-@pytest.mark.integration
 async def test_fixture_markdown(fixture_sections: dict[str, Sections]) -> None:
     both = fixture_sections["series"] + fixture_sections["books"]
     text = export("md", "both", both).decode()

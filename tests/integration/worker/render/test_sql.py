@@ -19,7 +19,7 @@ from services.worker.catalog import _number
 from services.worker.render import sql
 from services.worker.render.encoder import rfc3339
 from tests.conftest import Servers, create_database
-from tests.worker.render.samples import HOSTILE
+from tests.services.worker.render.samples import HOSTILE
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.fields import SERIES_FIELDS, columns
-from tests.worker.render.samples import (
+from tests.services.worker.render.samples import (
     BOOK_COLUMNS,
     BOOKS_ONLY,
     BOTH,
@@ -17,6 +17,9 @@ from tests.worker.render.samples import (
     Sections,
     export,
 )
+
+# Encoder unit tests beside the fixture catalog's full exports, read from real PostgreSQL.
+pytestmark = pytest.mark.integration
 
 
 def test_json_series_bytes() -> None:
@@ -76,7 +79,6 @@ def _no_nulls(value: Any) -> bool:
     return value is not None
 
 
-@pytest.mark.integration
 async def test_fixture_json(fixture_sections: dict[str, Sections]) -> None:
     both = fixture_sections["series"] + fixture_sections["books"]
     out = export("json", "both", both)

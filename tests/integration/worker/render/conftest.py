@@ -9,7 +9,7 @@ from services.worker import catalog
 from shared.fields import ALL_BOOKS, ALL_SERIES, BOOK_FIELDS, SERIES_FIELDS, columns
 from tests.conftest import Servers, create_database
 from tests.fixture_catalog import FIXTURE, build
-from tests.worker.render.samples import Sections
+from tests.services.worker.render.samples import Sections
 
 
 @pytest.fixture(scope="session")

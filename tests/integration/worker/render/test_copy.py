@@ -36,7 +36,7 @@ from shared.repository import ExportRow
 from shared.settings import Settings
 from tests.conftest import Servers, create_database
 from tests.fixture_catalog import FIXTURE, build
-from tests.worker.render.samples import HOSTILE
+from tests.services.worker.render.samples import HOSTILE
 
 pytestmark = pytest.mark.integration
 
