@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 
 import asyncpg
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from shared import metrics
+from shared import metrics, object_store
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -167,3 +168,22 @@ async def serve(
         readiness(pool, broker, store, settings.s3_bucket),
         host=settings.api_host,
     )
+
+
+@asynccontextmanager
+async def consumer_clients(
+    settings: Settings, broker: NatsBroker, *, pool_size: int
+) -> AsyncIterator[tuple[asyncpg.Pool, Minio]]:
+    """The worker's and janitor's lifespan: their pool, their object store (bucket ready) and
+    their health and metrics server, closed in reverse order when the app stops."""
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=pool_size)
+    try:
+        store = await object_store.open_store(settings)
+        server = await serve(settings, pool, broker, store)
+        try:
+            yield pool, store
+        finally:
+            if server is not None:
+                server.close()
+    finally:
+        await pool.close()

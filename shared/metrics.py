@@ -360,26 +360,27 @@ def subject_template(subject: str) -> str:
     return _UUID_TOKEN.sub("*", subject)
 
 
-class _NatsSubjects(NatsMetricsSettingsProvider):
-    """FastStream's NATS labels with export ids folded out of the subjects."""
+class _FoldedSubjects:
+    """FastStream's NATS labels with export ids folded out of the subjects (a mixin for the
+    single-message and the batch provider)."""
 
     def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
-        attrs = super().get_consume_attrs_from_message(msg)
+        # The mixin precedes a provider class, which defines both methods (mypy cannot know).
+        attrs: ConsumeAttrs = super().get_consume_attrs_from_message(msg)  # type: ignore[misc]
         attrs["destination_name"] = subject_template(attrs["destination_name"])
         return attrs
 
     def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
-        return subject_template(super().get_publish_destination_name_from_cmd(cmd))
+        name: str = super().get_publish_destination_name_from_cmd(cmd)  # type: ignore[misc]
+        return subject_template(name)
 
 
-class _NatsBatchSubjects(BatchNatsMetricsSettingsProvider):
-    def get_consume_attrs_from_message(self, msg: Any) -> ConsumeAttrs:
-        attrs = super().get_consume_attrs_from_message(msg)
-        attrs["destination_name"] = subject_template(attrs["destination_name"])
-        return attrs
+class _NatsSubjects(_FoldedSubjects, NatsMetricsSettingsProvider):
+    pass
 
-    def get_publish_destination_name_from_cmd(self, cmd: Any) -> str:
-        return subject_template(super().get_publish_destination_name_from_cmd(cmd))
+
+class _NatsBatchSubjects(_FoldedSubjects, BatchNatsMetricsSettingsProvider):
+    pass
 
 
 def _nats_provider(msg: Any) -> Any:

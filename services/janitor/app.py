@@ -8,14 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import asyncpg
 from faststream import AckPolicy, FastStream
 from faststream.nats import NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
 
 from services.janitor import handlers, service
-from shared import health, object_store
+from shared import health
 from shared.bus import make_broker
 from shared.events import SweepTimerFired
 from shared.settings import Settings
@@ -67,18 +66,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
-        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
-        try:
-            store = await object_store.open_store(settings)
+        async with health.consumer_clients(settings, broker, pool_size=4) as (pool, store):
             state["ctx"] = service.JanitorContext(settings, pool, store, broker)
-            server = await health.serve(settings, pool, broker, store)
-            try:
-                yield
-            finally:
-                if server is not None:
-                    server.close()
-        finally:
-            await pool.close()
+            yield
 
     tasks: list[asyncio.Task[None]] = []
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from uuid import UUID
 
-import asyncpg
 from faststream import AckPolicy, FastStream
 from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
@@ -17,7 +16,7 @@ from nats.js.api import ConsumerConfig
 
 from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
-from shared import health, metrics, object_store
+from shared import health, metrics
 from shared.bus import make_broker
 from shared.settings import Settings
 from shared.streams import exports_stream
@@ -64,22 +63,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
-        pool = await asyncpg.create_pool(
-            settings.database_url, min_size=1, max_size=settings.worker_concurrency * 2 + 2
-        )
-        try:
-            store = await object_store.open_store(settings)
+        pool_size = settings.worker_concurrency * 2 + 2
+        async with health.consumer_clients(settings, broker, pool_size=pool_size) as (pool, store):
             state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
             metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
-            server = await health.serve(settings, pool, broker, store)
             log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
-            try:
-                yield
-            finally:
-                if server is not None:
-                    server.close()
-        finally:
-            await pool.close()
+            yield
 
     async def on_shutdown() -> None:
         # Before the broker stops: running exports give their messages back at once.

@@ -563,26 +563,37 @@ async def count_books(conn: asyncpg.Connection, scope: Scope) -> int:
     return int(await conn.fetchval(sql, *_args(scope)))
 
 
-def series_batches(
-    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int, *, skip: int = 0
+def section_batches(
+    conn: asyncpg.Connection,
+    section: Literal["series", "books"],
+    scope: Scope,
+    fields: list[str],
+    batch_rows: int,
+    *,
+    skip: int = 0,
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Series rows (anchor + ``fields``, catalog order, absent values left out), in export order.
+    """A section's rows (anchor + ``fields``, catalog order, absent values left out), in export
+    order, ``batch_rows`` at a time.
 
     ``skip`` leaves out the first rows (the order is total, so they are always the same rows).
     Must run inside a transaction (server-side cursor); raises ValueError for an unknown field.
     """
-    return _batches(conn, series_query(fields), scope, batch_rows, skip)
+    query = series_query(fields) if section == "series" else book_query(fields)
+    return _batches(conn, query, scope, batch_rows, skip)
+
+
+def series_batches(
+    conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int, *, skip: int = 0
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Series rows: :func:`section_batches` of ``series``."""
+    return section_batches(conn, "series", scope, fields, batch_rows, skip=skip)
 
 
 def book_batches(
     conn: asyncpg.Connection, scope: Scope, fields: list[str], batch_rows: int, *, skip: int = 0
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Book rows (anchor + ``fields``, catalog order, absent values left out), in export order.
-
-    ``skip`` leaves out the first rows (the order is total, so they are always the same rows).
-    Must run inside a transaction (server-side cursor); raises ValueError for an unknown field.
-    """
-    return _batches(conn, book_query(fields), scope, batch_rows, skip)
+    """Book rows: :func:`section_batches` of ``books``."""
+    return section_batches(conn, "books", scope, fields, batch_rows, skip=skip)
 
 
 async def _batches(

@@ -24,7 +24,7 @@ from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
-from shared.formats import FORMATS, ExportFormat
+from shared.formats import FORMATS, ExportFormat, ExportType
 from shared.settings import Settings
 from shared.subjects import COMPLETED, FAILED
 from shared.timers import schedule_expiry
@@ -71,8 +71,16 @@ class WorkerContext:
     worker_id: str
 
 
+_SECTIONS: dict[ExportType, list[Kind]] = {
+    ExportType.SERIES: ["series"],
+    ExportType.BOOKS: ["books"],
+    ExportType.BOTH: ["series", "books"],
+}
+
+
 def sections(row: exports_repo.ExportRow) -> list[Kind]:
-    return {"series": ["series"], "books": ["books"], "both": ["series", "books"]}[row.export_type]  # type: ignore[return-value]
+    """The sections an export writes, in file order."""
+    return _SECTIONS[row.export_type]
 
 
 RenderPath = Literal["database", "python"]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import nats
 import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from tests.conftest import Servers, first_library, new_user
@@ -17,19 +22,33 @@ from tests.system import System
 pytestmark = pytest.mark.integration
 
 
-async def test_submit_over_nats_and_consume_the_facts(
-    demo_system: System, real_servers: Servers, demo_database: str
-) -> None:
-    user = await new_user(demo_database)
-    library = await first_library(demo_database)
-    nc = await nats.connect(real_servers.nats_url)
+@pytest.fixture
+async def caller(demo_database: str) -> tuple[uuid.UUID, str]:
+    """A fresh user of the demo catalog and a library they may read."""
+    return await new_user(demo_database), await first_library(demo_database)
+
+
+@asynccontextmanager
+async def facts(nats_url: str, subject: str) -> AsyncIterator[tuple[Client, JetStreamContext, Any]]:
+    """A connection, its JetStream and an ephemeral consumer of the new facts on ``subject``."""
+    nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        # Like a notification service: an ephemeral consumer on the completion facts.
-        sub = await js.subscribe(
-            "export.completed",
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+        yield (
+            nc,
+            js,
+            await js.subscribe(subject, config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)),
         )
+    finally:
+        await nc.close()
+
+
+async def test_submit_over_nats_and_consume_the_facts(
+    demo_system: System, real_servers: Servers, caller: tuple[uuid.UUID, str]
+) -> None:
+    user, library = caller
+    # Like a notification service: an ephemeral consumer on the completion facts.
+    async with facts(real_servers.nats_url, "export.completed") as (nc, _, sub):
         request = {
             "userId": str(user),
             "request": {"format": "json", "libraryIds": [library], "fields": ["title"]},
@@ -70,22 +89,14 @@ async def test_submit_over_nats_and_consume_the_facts(
         assert json.loads(reply.data)["error"] == "Unauthorized"
         reply = await nc.request("export.submit", b"\xff not json", timeout=10)
         assert json.loads(reply.data)["error"] == "ValidationError"
-    finally:
-        await nc.close()
 
 
 async def test_failed_exports_publish_a_fact(
-    demo_system: System, real_servers: Servers, demo_database: str
+    demo_system: System, real_servers: Servers, demo_database: str, caller: tuple[uuid.UUID, str]
 ) -> None:
     """A request whose row vanished before the worker ran ends quietly; a failed one is announced."""
-    user = await new_user(demo_database)
-    library = await first_library(demo_database)
-    nc = await nats.connect(real_servers.nats_url)
-    try:
-        js = nc.jetstream()
-        sub = await js.subscribe(
-            "export.failed", config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-        )
+    user, library = caller
+    async with facts(real_servers.nats_url, "export.failed") as (_, js, sub):
         conn = await asyncpg.connect(demo_database)
         try:
             # A library id that exists at request time but whose rows break rendering is hard to
@@ -121,5 +132,3 @@ async def test_failed_exports_publish_a_fact(
         fact = await asyncio.wait_for(failed_fact(), 60)
         assert fact["type"] == "export.failed"
         assert "could not be completed after" in str(fact["error"])
-    finally:
-        await nc.close()
