@@ -17,7 +17,7 @@ const state = {
   exports: [],
   loaded: false,
   labels: null,
-  downloading: new Map(), // export id -> fraction received
+  downloading: new Map(), // export id -> 0 while its download link is being fetched
   cancelling: new Set(),
   pollTimer: null,
   listSeq: 0,
@@ -202,19 +202,14 @@ async function download(exp) {
   if (state.downloading.has(exp.id)) return;
   state.downloading.set(exp.id, 0);
   render();
-  let lastShown = 0;
   try {
-    await downloadExport(exp, (fraction) => {
-      state.downloading.set(exp.id, fraction);
-      if (fraction - lastShown >= 0.05 || fraction === 1) {
-        lastShown = fraction;
-        render();
-      }
-    });
+    await downloadExport(exp);
+    announce(`Download started: ${exp.fileName}. Your browser shows its progress.`);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) notify(`Download failed: ${err.message}`, "error");
-    if (err instanceof ApiError && (err.status === 404 || err.status === 410)) refresh();
+    if (err instanceof ApiError && (err.status === 404 || err.status === 409 || err.status === 410)) refresh();
   } finally {
+    // The browser has the link: its download manager takes over (progress, pause, resume).
     state.downloading.delete(exp.id);
     render();
   }

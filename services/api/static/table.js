@@ -98,7 +98,7 @@ function actionsCell(exp, ctx) {
           disabled: busy,
           onclick: () => ctx.onDownload(exp),
         },
-        busy ? (progress > 0 ? `Downloading ${Math.round(progress * 100)}%` : "Downloading…") : "Download",
+        busy ? "Starting…" : "Download",
       ),
     );
   }
