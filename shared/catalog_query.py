@@ -208,13 +208,14 @@ _READABLE = f"""readable AS MATERIALIZED (
 # "library_id = ANY($2)" is redundant with readable (a subset of $2), but it lets the planner
 # estimate the scope from series.library_id's statistics: a small library in a large catalog
 # then reads its books through books_series_id_idx instead of scanning every book.
+_IN_SCOPE = f"""vs.library_id = ANY($2::uuid[])
+      AND vs.library_id IN (SELECT id FROM readable)
+      AND {visible("vs.id")}"""
 _VISIBLE = f"""visible AS MATERIALIZED (
     SELECT vs.id, row_number() OVER (ORDER BY {series_order("vs", "vm")}) AS pos
     FROM series vs
     LEFT JOIN series_metadata vm ON vm.series_id = vs.id
-    WHERE vs.library_id = ANY($2::uuid[])
-      AND vs.library_id IN (SELECT id FROM readable)
-      AND {visible("vs.id")}
+    WHERE {_IN_SCOPE}
 )"""
 
 # The export's books: only built when a per-book aggregate needs to be limited to them.
@@ -224,6 +225,31 @@ _SCOPED_BOOKS = """scoped_books AS MATERIALIZED (
 
 _BASE_CTES = (GRANTS, _READABLE, _VISIBLE)
 _EXTRA_CTES = {"scoped_books": _SCOPED_BOOKS}
+
+
+def _sample_ctes(series: int, books: int) -> tuple[str, ...]:
+    """``visible`` as at most ``series`` of the visible series, and ``sampled_books`` as at
+    most ``books`` of their books: chosen by a hash of their ids, so the same catalog gives the
+    same sample (an estimate does not jitter), spread over the whole scope, not its first rows.
+    The series' positions are not computed (a sample has no order)."""
+    return (
+        GRANTS,
+        _READABLE,
+        f"""visible AS MATERIALIZED (
+    SELECT vs.id, 0::bigint AS pos
+    FROM series vs
+    WHERE {_IN_SCOPE}
+    ORDER BY md5(vs.id::text) LIMIT {int(series)}
+)""",
+        f"""sampled_books AS MATERIALIZED (
+    SELECT sb.id FROM books sb JOIN visible v ON v.id = sb.series_id WHERE NOT sb.deleted
+    ORDER BY md5(sb.id::text) LIMIT {int(books)}
+)""",
+    )
+
+
+# In a sample, a per-book aggregate covers the sampled books only.
+_SAMPLE_EXTRA_CTES = {"scoped_books": "scoped_books AS (SELECT id FROM sampled_books)"}
 
 # ---------------------------------------------------------------------------------------------
 # Series
@@ -423,6 +449,8 @@ class _Section:
     joins: dict[str, _Join]
     body: tuple[str, ...]
     tail: tuple[str, ...]
+    sample_body: tuple[str, ...]
+    """The FROM of a sample (``_sample_ctes``): no filter left to apply, no order."""
 
 
 _SERIES = _Section(
@@ -435,6 +463,11 @@ _SERIES = _Section(
         "LEFT JOIN series_metadata m ON m.series_id = s.id",
     ),
     ("ORDER BY v.pos",),
+    (
+        "FROM visible v",
+        "JOIN series s ON s.id = v.id",
+        "LEFT JOIN series_metadata m ON m.series_id = s.id",
+    ),
 )
 _BOOKS = _Section(
     BOOK_FIELDS,
@@ -446,6 +479,12 @@ _BOOKS = _Section(
         "LEFT JOIN book_metadata bm ON bm.book_id = b.id",
     ),
     ("WHERE NOT b.deleted", "ORDER BY " + _BOOK_ORDER),
+    (
+        "FROM sampled_books sb",
+        "JOIN books b ON b.id = sb.id",
+        "JOIN visible v ON v.id = b.series_id",
+        "LEFT JOIN book_metadata bm ON bm.book_id = b.id",
+    ),
 )
 _SECTIONS = {"series": _SERIES, "books": _BOOKS}
 
@@ -459,18 +498,27 @@ def _keys(section: _Section, fields: list[str] | tuple[str, ...]) -> tuple[str, 
     return tuple(f.key for f in section.catalog if f.is_anchor or f.key in wanted)
 
 
-def _select(section: _Section, keys: tuple[str, ...], select: list[str]) -> str:
-    """``SELECT select`` with only the joins ``keys`` need, the visibility filter and order."""
+def _select(
+    section: _Section,
+    keys: tuple[str, ...],
+    select: list[str],
+    sample: tuple[int, int] | None = None,
+) -> str:
+    """``SELECT select`` with only the joins ``keys`` need, the visibility filter and order;
+    with ``sample`` (series, books), over that sample of the scope and in no order."""
     needed = {name for key in keys for name in section.columns[key].joins}
     # Registry order, so the same field set always gives the same SQL text.
     chosen = [join for name, join in section.joins.items() if name in needed]
-    ctes = [*_BASE_CTES, *dict.fromkeys(_EXTRA_CTES[c] for join in chosen for c in join.ctes)]
+    base, extra = (
+        (_BASE_CTES, _EXTRA_CTES) if sample is None else (_sample_ctes(*sample), _SAMPLE_EXTRA_CTES)
+    )
+    ctes = [*base, *dict.fromkeys(extra[c] for join in chosen for c in join.ctes)]
     return "\n".join(
         (
             _with(*ctes) + "SELECT " + ",\n    ".join(select),
-            *section.body,
+            *(section.body if sample is None else section.sample_body),
             *(join.sql for join in chosen),
-            *section.tail,
+            *(section.tail if sample is None else ()),
         )
     )
 
@@ -515,8 +563,17 @@ class RawQuery:
     columns: tuple[RawColumn, ...]
 
 
-def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuery:
-    """The typed rows of a section, for a renderer that wraps them (``render.copy.plan``)."""
+def raw_query(
+    section: Literal["series", "books"],
+    fields: list[str],
+    *,
+    sample: tuple[int, int] | None = None,
+) -> RawQuery:
+    """The typed rows of a section, for a renderer that wraps them (``render.copy.plan``).
+
+    With ``sample=(series, books)``: the same columns over at most that many visible series
+    (and books of theirs), in no order — what an estimate measures (``shared.estimate``).
+    """
     spec = _SECTIONS[section]
     keys = _keys(spec, fields)
     select: list[str] = []
@@ -528,7 +585,7 @@ def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuer
             names.append(f"c{len(select)}")
             select.append(f"{expr} AS {names[-1]}")
         columns.append(RawColumn(key, column.kind, tuple(names)))
-    return RawQuery(_select(spec, keys, select), tuple(columns))
+    return RawQuery(_select(spec, keys, select, sample), tuple(columns))
 
 
 def args(scope: Scope) -> tuple[UUID, list[UUID]]:
@@ -556,6 +613,15 @@ async def count_series(conn: asyncpg.Connection, scope: Scope) -> int:
     """Visible series in scope (the number of rows ``series_batches`` yields)."""
     sql = _with(*_BASE_CTES) + "SELECT count(*) FROM visible"
     return int(await conn.fetchval(sql, *args(scope)))
+
+
+COUNT_BOTH = _with(*_BASE_CTES) + (
+    "SELECT (SELECT count(*) FROM visible) AS series,"
+    " (SELECT count(*) FROM books b JOIN visible v ON v.id = b.series_id WHERE NOT b.deleted)"
+    " AS books"
+)
+"""Both counts in one statement ($1 owner, $2 libraries): what :func:`count_series` and
+:func:`count_books` answer, from one snapshot."""
 
 
 async def count_books(conn: asyncpg.Connection, scope: Scope) -> int:

@@ -27,7 +27,7 @@ _EXTRA_KEYS = (
     "duration_ms",
 )
 
-LINK_TOKEN_PREFIX = "cxd1."
+LINK_TOKEN_PREFIX = "cxd1."  # noqa: S105 (a prefix, no secret)
 """How every download-link token starts (the api signs them; this module redacts them)."""
 REDACTED = "[redacted]"
 # The value of a token-ish query parameter (raw or percent-encoded "="), and a link token

@@ -25,6 +25,7 @@ from services.api.deps import (
 )
 from services.api.download import download_response
 from services.api.errors import EXPORT_NOT_FOUND, NotFound, NotReady
+from services.api.estimate import estimate_export
 from services.api.events import progress_events
 from shared import fields as catalog
 from shared import repository as exports_repo
@@ -64,6 +65,25 @@ async def create(
         request_id=getattr(request.state, "request_id", None),
     )
     return JSONResponse(_public(row), status_code=202)
+
+
+class EstimatePublic(CamelModel):
+    """What an export would hold: its rows by section, and about how many bytes (SPEC §11)."""
+
+    series: int
+    books: int
+    bytes: int | None  # None for a format that has no size model yet
+
+
+@router.post(
+    "/estimate",
+    response_model=EstimatePublic,
+    responses={**ERRORS, 503: {"model": ErrorBody}},
+)
+async def estimate(body: ExportCreate, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    """Counts and a size estimate for a create body, before anything is queued."""
+    found = await estimate_export(pool, user.id, body)
+    return EstimatePublic(series=found.series, books=found.books, bytes=found.bytes).model_dump()
 
 
 @router.get("", response_model=ExportList, responses=ERRORS)
@@ -159,12 +179,11 @@ async def download(
     settings: SettingsDep,
     caller: Annotated[_DownloadCaller, Depends(_download_caller)],
 ) -> Response:
-    if caller.token is not None:
-        secret = settings.jwt_secret.get_secret_value()
-        row = await links.export_for_link(pool, secret, export_id, caller.token)
-    else:
-        assert caller.user is not None
+    if caller.user is not None:
         row = await _own(pool, export_id, caller.user.id)
+    else:
+        secret = settings.jwt_secret.get_secret_value()
+        row = await links.export_for_link(pool, secret, export_id, caller.token or "")
     return await download_response(request, row, store, settings.s3_bucket)
 
 
