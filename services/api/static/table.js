@@ -118,6 +118,23 @@ function actionsCell(exp, ctx) {
       ),
     );
   }
+  if (!isInFlight(exp)) {
+    // An ended export (completed, failed or cancelled): the same request as a new export.
+    buttons.push(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-sm",
+          dataset: { action: "run-again" },
+          "aria-label": `Run again: ${exp.fileName}`,
+          disabled: ctx.rerunning.has(exp.id),
+          onclick: () => ctx.onRunAgain(exp),
+        },
+        ctx.rerunning.has(exp.id) ? "Starting…" : "Run again",
+      ),
+    );
+  }
   buttons.push(
     h(
       "button",
@@ -152,6 +169,7 @@ function signature(exp, ctx) {
     formatRelative(exp.expiresAt),
     ctx.downloading.get(exp.id),
     ctx.cancelling.has(exp.id),
+    ctx.rerunning.has(exp.id),
     Boolean(ctx.labels),
   ]);
 }
