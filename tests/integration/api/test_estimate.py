@@ -23,7 +23,7 @@ URL = "/api/v1/user/exports/series"
 ESTIMATE = f"{URL}/estimate"
 TOLERANCE = 0.25
 
-# Every format × type it supports × preset, plus a narrow field set (the anchor's weight).
+# Every format x type it supports x preset, plus a narrow field set (the anchor's weight).
 CASES = [
     (fmt.value, export_type, preset)
     for fmt, info in FORMATS.items()
@@ -89,7 +89,7 @@ def test_the_estimate_is_within_a_quarter_of_the_real_file_on_the_demo_catalog(
             client, _body(fmt, export_type, preset, demo_libraries)
         )
     ratio = _check(estimate, done, export_type)
-    print(f"\n{fmt} {export_type} {preset}: {done['fileSizeBytes']} B, estimate × {ratio:.3f}")
+    print(f"\n{fmt} {export_type} {preset}: {done['fileSizeBytes']} B, estimate x {ratio:.3f}")
 
 
 def test_counts_follow_the_workers_visibility_rules(
@@ -216,5 +216,5 @@ def test_the_estimate_is_within_a_quarter_on_a_100k_book_catalog(
     assert estimate["books"] in (0, SYNTHETIC_BOOKS)
     print(
         f"\n100k {fmt} {export_type} {preset}: {done['fileSizeBytes']} B,"
-        f" estimate × {ratio:.3f} (timeout {TIMEOUT_MS} ms)"
+        f" estimate x {ratio:.3f} (timeout {TIMEOUT_MS} ms)"
     )
