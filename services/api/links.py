@@ -39,6 +39,7 @@ from uuid import UUID
 
 import asyncpg
 
+from services.api import repository
 from services.api.errors import Unauthorized
 from shared import repository as exports_repo
 from shared.logs import LINK_TOKEN_PREFIX
@@ -155,6 +156,6 @@ async def export_for_link(
     claims = parse(token)
     if claims.expires_at <= datetime.now(UTC):
         raise Unauthorized(EXPIRED)
-    active = await pool.fetchval("SELECT is_active FROM users WHERE id = $1", claims.user_id)
+    active = await repository.user_is_active(pool, claims.user_id)
     row = await exports_repo.get_for_user(pool, export_id, claims.user_id) if active else None
     return verify(secret, claims, export_id, row)
