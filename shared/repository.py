@@ -19,7 +19,8 @@ from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES, ExportFormat, Export
 ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 ENDED = tuple(s.value for s in ENDED_STATUSES)
 
-_COLUMNS = (
+# Every column of ``exports.exports``, in ExportRow's order: what each statement returns.
+ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
@@ -141,7 +142,7 @@ async def insert_export(
         )
         if idempotency_key is not None:
             existing = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM exports.exports e WHERE e.id = ("
+                f"SELECT {ROW_COLUMNS} FROM exports.exports e WHERE e.id = ("
                 " SELECT export_id FROM exports.idempotency_keys"
                 " WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours')",
                 new.user_id,
@@ -160,7 +161,7 @@ async def insert_export(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
             " request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
             new.format,
@@ -191,7 +192,7 @@ async def get_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> Ex
     """The caller's own export, or None (another user's export looks missing)."""
     return _row(
         await pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM exports.exports WHERE id = $1 AND user_id = $2",
+            f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE id = $1 AND user_id = $2",
             export_id,
             user_id,
         )
@@ -201,7 +202,7 @@ async def get_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> Ex
 async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[ExportRow]:
     """The caller's exports, newest first."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM exports.exports WHERE user_id = $1"
+        f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE user_id = $1"
         " ORDER BY created_at DESC, id DESC",
         user_id,
     )
@@ -212,7 +213,7 @@ async def delete_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) ->
     """Delete the caller's export record and return it (None if it was not theirs)."""
     return _row(
         await pool.fetchrow(
-            f"DELETE FROM exports.exports WHERE id = $1 AND user_id = $2 RETURNING {_COLUMNS}",
+            f"DELETE FROM exports.exports WHERE id = $1 AND user_id = $2 RETURNING {ROW_COLUMNS}",
             export_id,
             user_id,
         )
@@ -225,7 +226,7 @@ async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) ->
         await pool.fetchrow(
             "UPDATE exports.exports SET status = 'cancelled', completed_at = now(),"
             " error = NULL WHERE id = $1 AND user_id = $2 AND status = ANY($3::text[])"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             user_id,
             list(ACTIVE),
@@ -236,8 +237,41 @@ async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) ->
 async def get_any(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
     """Unscoped read, for the worker and janitor."""
     return _row(
-        await pool.fetchrow(f"SELECT {_COLUMNS} FROM exports.exports WHERE id = $1", export_id)
+        await pool.fetchrow(f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE id = $1", export_id)
     )
+
+
+async def delete_any(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
+    """Unscoped delete, for expiry and the caps: the row, or None if someone else took it."""
+    return _row(
+        await pool.fetchrow(
+            f"DELETE FROM exports.exports WHERE id = $1 RETURNING {ROW_COLUMNS}", export_id
+        )
+    )
+
+
+async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
+    """Completed exports beyond the newest ``keep`` of each user (oldest first)."""
+    records = await pool.fetch(
+        f"SELECT {ROW_COLUMNS} FROM (SELECT *, row_number() OVER"
+        " (PARTITION BY user_id ORDER BY completed_at DESC, id DESC) AS n"
+        " FROM exports.exports WHERE status = 'completed') e WHERE n > $1"
+        " ORDER BY completed_at",
+        keep,
+    )
+    return [ExportRow.from_record(r) for r in records]
+
+
+async def over_storage_cap(pool: asyncpg.Pool, cap_bytes: int) -> list[ExportRow]:
+    """The oldest completed exports whose removal brings all users' total under ``cap_bytes``."""
+    records = await pool.fetch(
+        f"SELECT {ROW_COLUMNS} FROM (SELECT *, sum(coalesce(file_size_bytes, 0)) OVER"
+        " (ORDER BY completed_at DESC, id DESC) AS running_total"
+        " FROM exports.exports WHERE status = 'completed') e WHERE running_total > $1"
+        " ORDER BY completed_at",
+        cap_bytes,
+    )
+    return [ExportRow.from_record(r) for r in records]
 
 
 async def mark_published(pool: asyncpg.Pool, export_id: UUID) -> None:
@@ -252,7 +286,8 @@ async def unpublished(
 ) -> list[ExportRow]:
     """Pending rows whose request was never published (the outbox)."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM exports.exports WHERE published_at IS NULL AND status = 'pending'"
+        f"SELECT {ROW_COLUMNS} FROM exports.exports"
+        " WHERE published_at IS NULL AND status = 'pending'"
         " AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
         older_than_seconds,
         limit,
@@ -274,7 +309,7 @@ async def claim(
             " published_at = coalesce(published_at, now())"
             " WHERE id = $1 AND (status = 'pending' OR (status = 'running'"
             " AND heartbeat_at < now() - make_interval(secs => $3)))"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             worker_id,
             stale_after_seconds,
@@ -316,7 +351,7 @@ async def complete(
             " heartbeat_at = now(), row_count = $3, rows_written = $3,"
             " rows_total = $3, file_size_bytes = $4, sha256 = $5, error = NULL"
             " WHERE id = $1 AND worker_id = $2 AND status = 'running'"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             worker_id,
             row_count,
@@ -334,7 +369,7 @@ async def fail(
         await pool.fetchrow(
             "UPDATE exports.exports SET status = 'failed', completed_at = now(), error = $2"
             " WHERE id = $1 AND status = ANY($3::text[]) AND ($4::text IS NULL OR worker_id = $4)"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             error,
             list(ACTIVE),

@@ -14,9 +14,10 @@ from faststream.nats import NatsBroker
 from minio import Minio
 
 from shared import metrics, object_store
+from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportExpired
-from shared.repository import _COLUMNS, ExportRow
+from shared.repository import ExportRow
 from shared.settings import Settings
 from shared.subjects import EXPIRED
 
@@ -27,10 +28,7 @@ async def remove(
     pool: asyncpg.Pool, store: Minio, bucket: str, broker: NatsBroker, row: ExportRow, reason: str
 ) -> bool:
     """Delete one export's record and file; False if someone else already did."""
-    record = await pool.fetchrow(
-        f"DELETE FROM exports.exports WHERE id = $1 RETURNING {_COLUMNS}", row.id
-    )
-    if record is None:
+    if await exports_repo.delete_any(pool, row.id) is None:
         return False
     metrics.record_deletion(reason)
     await object_store.remove(store, bucket, row.object_key)
@@ -44,37 +42,13 @@ async def remove(
     return True
 
 
-async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
-    """Completed exports beyond the newest ``keep`` of each user (oldest first)."""
-    records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM (SELECT *, row_number() OVER"
-        " (PARTITION BY user_id ORDER BY completed_at DESC, id DESC) AS n"
-        " FROM exports.exports WHERE status = 'completed') e WHERE n > $1"
-        " ORDER BY completed_at",
-        keep,
-    )
-    return [ExportRow.from_record(r) for r in records]
-
-
-async def over_storage_cap(pool: asyncpg.Pool, cap_bytes: int) -> list[ExportRow]:
-    """The oldest completed exports whose removal brings all users' total under ``cap_bytes``."""
-    records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM (SELECT *, sum(coalesce(file_size_bytes, 0)) OVER"
-        " (ORDER BY completed_at DESC, id DESC) AS running_total"
-        " FROM exports.exports WHERE status = 'completed') e WHERE running_total > $1"
-        " ORDER BY completed_at",
-        cap_bytes,
-    )
-    return [ExportRow.from_record(r) for r in records]
-
-
 async def enforce_caps(
     pool: asyncpg.Pool, store: Minio, broker: NatsBroker, settings: Settings
 ) -> int:
     """Evict the oldest completed exports over the per-user count and the global storage cap."""
     removed = 0
-    for row in await over_completed_cap(pool, settings.max_completed_per_user):
+    for row in await exports_repo.over_completed_cap(pool, settings.max_completed_per_user):
         removed += await remove(pool, store, settings.s3_bucket, broker, row, "completed_cap")
-    for row in await over_storage_cap(pool, settings.storage_cap_bytes):
+    for row in await exports_repo.over_storage_cap(pool, settings.storage_cap_bytes):
         removed += await remove(pool, store, settings.s3_bucket, broker, row, "storage_cap")
     return removed
