@@ -1,4 +1,5 @@
-"""SQL for ``exports.exports``: the one place that reads and writes export rows.
+"""SQL for ``exports.exports``: the one place that reads and writes export rows, and their
+tombstones (``exports.deletions``: every deletion of a row leaves one, in the same statement).
 
 Every read a user can trigger is scoped by ``user_id``; the worker and janitor use the
 unscoped calls, named so.
@@ -6,6 +7,7 @@ unscoped calls, named so.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -209,15 +211,26 @@ async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[ExportRow]:
     return [ExportRow.from_record(r) for r in records]
 
 
-async def delete_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> ExportRow | None:
-    """Delete the caller's export record and return it (None if it was not theirs)."""
-    return _row(
-        await pool.fetchrow(
-            f"DELETE FROM exports.exports WHERE id = $1 AND user_id = $2 RETURNING {ROW_COLUMNS}",
-            export_id,
-            user_id,
-        )
-    )
+# One statement deletes the row and inserts the tombstone of its object key (a data-modifying
+# CTE is one atomic statement): no moment exists where the row is gone and nothing says that
+# its file must go. Of two deleters only one gets the row back (and the tombstone made).
+_DELETE_WITH_TOMBSTONE = (
+    "WITH gone AS (DELETE FROM exports.exports WHERE {where} RETURNING *),"
+    " tombstone AS (INSERT INTO exports.deletions (object_key, export_id, user_id, reason)"
+    " SELECT object_key, id, user_id, $2 FROM gone ON CONFLICT (object_key) DO NOTHING)"
+    f" SELECT {ROW_COLUMNS} FROM gone"
+)
+
+
+async def delete_for_user(
+    pool: asyncpg.Pool, export_id: UUID, user_id: UUID, reason: str = "deleted"
+) -> ExportRow | None:
+    """Delete the caller's export record, leaving its tombstone; None if it was not theirs.
+
+    ``shared.retention`` removes the file after, then the tombstone.
+    """
+    sql = _DELETE_WITH_TOMBSTONE.format(where="id = $1 AND user_id = $3")
+    return _row(await pool.fetchrow(sql, export_id, reason, user_id))
 
 
 async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> ExportRow | None:
@@ -241,13 +254,45 @@ async def get_any(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
     )
 
 
-async def delete_any(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
-    """Unscoped delete, for expiry and the caps: the row, or None if someone else took it."""
+async def delete_any(pool: asyncpg.Pool, export_id: UUID, reason: str) -> ExportRow | None:
+    """Unscoped delete, for expiry and the caps: the row, or None if someone else took it.
+
+    Leaves the tombstone of its object key (``reason`` says why); ``shared.retention`` removes
+    the file and then the tombstone.
+    """
     return _row(
-        await pool.fetchrow(
-            f"DELETE FROM exports.exports WHERE id = $1 RETURNING {ROW_COLUMNS}", export_id
-        )
+        await pool.fetchrow(_DELETE_WITH_TOMBSTONE.format(where="id = $1"), export_id, reason)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A tombstone: an export row deleted whose file may still be in the bucket."""
+
+    object_key: str
+    export_id: UUID
+    user_id: UUID
+    reason: str
+    created_at: datetime
+
+
+async def pending_deletions(pool: asyncpg.Pool, limit: int = 500) -> list[Deletion]:
+    """Tombstones not yet finished, oldest first (a crash left them, or a finisher is at work)."""
+    records = await pool.fetch(
+        "SELECT object_key, export_id, user_id, reason, created_at FROM exports.deletions"
+        " ORDER BY created_at, object_key LIMIT $1",
+        limit,
+    )
+    return [Deletion(**dict(r)) for r in records]
+
+
+async def drop_deletion(pool: asyncpg.Pool, object_key: str) -> str | None:
+    """Remove a tombstone once its object is gone; its reason, or None if another finisher
+    already removed it (so one deletion is counted once)."""
+    reason: str | None = await pool.fetchval(
+        "DELETE FROM exports.deletions WHERE object_key = $1 RETURNING reason", object_key
+    )
+    return reason
 
 
 async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
@@ -335,6 +380,12 @@ async def heartbeat(
     return status
 
 
+# How long the row may stay locked while the object is made (one CompleteMultipartUpload): a
+# worker that hangs there loses its session, and the deleters and the sweep waiting on the row
+# go on.
+COMPLETE_LOCK_TIMEOUT = "60s"
+
+
 async def complete(
     pool: asyncpg.Pool,
     export_id: UUID,
@@ -343,22 +394,43 @@ async def complete(
     row_count: int,
     file_size_bytes: int,
     sha256: str,
+    publish: Callable[[], Awaitable[None]] | None = None,
 ) -> ExportRow | None:
-    """Mark the export completed, only if this worker still owns a running row."""
-    return _row(
-        await pool.fetchrow(
+    """Mark the export completed, only if this worker still owns a running row.
+
+    ``publish`` makes the file appear (``StreamingUpload.complete``); it runs while this
+    transaction holds the row (``FOR UPDATE``), so it never runs for a row already deleted,
+    cancelled or taken over (then None, and nothing is published), and a delete that comes
+    meanwhile waits for the commit, then finds a completed row and removes its file. A crash
+    after ``publish`` and before the commit leaves the row running with its file: the row goes
+    stale, is run again and writes the same key.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"SET LOCAL idle_in_transaction_session_timeout = '{COMPLETE_LOCK_TIMEOUT}'"
+        )
+        owned = await conn.fetchval(
+            "SELECT 1 FROM exports.exports WHERE id = $1 AND worker_id = $2 AND status = 'running'"
+            " FOR UPDATE",
+            export_id,
+            worker_id,
+        )
+        if owned is None:
+            return None
+        if publish is not None:
+            await publish()
+        record = await conn.fetchrow(
             "UPDATE exports.exports SET status = 'completed', completed_at = now(),"
             " heartbeat_at = now(), row_count = $3, rows_written = $3,"
             " rows_total = $3, file_size_bytes = $4, sha256 = $5, error = NULL"
-            " WHERE id = $1 AND worker_id = $2 AND status = 'running'"
-            f" RETURNING {ROW_COLUMNS}",
+            f" WHERE id = $1 AND worker_id = $2 RETURNING {ROW_COLUMNS}",
             export_id,
             worker_id,
             row_count,
             file_size_bytes,
             sha256,
         )
-    )
+    return _row(record)
 
 
 async def fail(
