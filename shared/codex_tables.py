@@ -7,6 +7,13 @@ fills ``normalized_name``, ``search_title``, ``email``, ``file_hash`` and the re
 writers of a standalone catalog — the demo seed, ``catalog restore``, the synthetic bench catalog
 and the test fixtures — give the values that matter and :func:`complete` fills the others as
 Codex would, so every writer stays short and every row is one Codex could have written.
+
+A row is a dict, column → value, written with :func:`insert_rows`: the columns are those of
+Codex's schema, and the demo seed, the restore and the fixtures name the ones they give where
+they give them, so none of them keeps a list of a table's columns of its own. (The synthetic
+catalog is generated in SQL, ``INSERT … SELECT`` over ``generate_series``, and fills every
+column there. This product's own tables, such as ``exports.user_library_access``, and a
+writer's temporary tables are not Codex's: their writers name their columns themselves.)
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import queue
 import threading
@@ -18,7 +19,9 @@ from typing import Any
 
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
+from minio.datatypes import Part
 from minio.error import S3Error
+from minio.helpers import genheaders
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from shared.settings import Settings
@@ -120,11 +123,19 @@ class _QueueReader:
 
 
 class StreamingUpload:
-    """Stream bytes into a multipart upload while hashing them.
+    """Stream bytes into a multipart upload while hashing them, in two steps.
 
-    ``write`` applies back-pressure through a bounded queue (memory stays flat); ``abort``
-    makes the upload thread raise, and the client aborts the multipart upload, so no partial
-    object is ever left behind.
+    ``seal`` uploads every part and returns the SHA-256; no object exists yet (only an
+    incomplete multipart upload, which the sweep aborts when it is old). ``complete`` then makes
+    the object appear in one request (CompleteMultipartUpload), so the caller chooses the
+    moment: the worker does it while it holds its export's row (``shared.repository.complete``),
+    so no object is ever made for a row that is gone. ``finish`` does both at once.
+
+    ``write`` applies back-pressure through a bounded queue (memory stays flat: the queue,
+    the part being filled and ``PARALLEL_PARTS`` parts uploading); ``abort`` aborts the
+    multipart upload at any moment before ``complete``, so no partial object is ever left.
+    Every file is a multipart upload, a small one too (one part): a single PUT would make
+    the object visible before the caller could decide.
     """
 
     def __init__(
@@ -149,29 +160,62 @@ class StreamingUpload:
         self._client = client
         self._bucket = bucket
         self._key = key
-        self._content_type = content_type
         self._part_size = part_size
-        self._metadata = metadata or {}
-        self._result: asyncio.Future[Any] | None = None
-        self._closed = False
+        headers: dict[str, str | list[str] | tuple[str]] = dict(metadata or {})
+        self._headers = genheaders(headers, None, None, None, False)
+        self._headers["Content-Type"] = content_type or "application/octet-stream"
+        self._result: asyncio.Future[list[Part]] | None = None
+        self._closed = False  # no more writes (sealed or aborted)
+        self._upload_id: str | None = None
+        self._parts: list[Part] | None = None
+        self._state: str = "open"  # open, sealed, completed, aborted
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._result = loop.run_in_executor(None, self._run)
 
-    def _run(self) -> Any:
-        return self._client.put_object(
-            self._bucket,
-            self._key,
-            self._reader,  # type: ignore[arg-type]
-            length=-1,
-            part_size=self._part_size,
-            num_parallel_uploads=PARALLEL_PARTS,
-            content_type=self._content_type,
-            metadata=self._metadata or None,  # type: ignore[arg-type]
-        )
+    def _run(self) -> list[Part]:
+        """The upload thread: every part, uploaded as it fills; nothing completed here."""
+        client, bucket, key = self._client, self._bucket, self._key
+        upload_id = client._create_multipart_upload(bucket, key, dict(self._headers))
+        self._upload_id = upload_id
+        try:
+            return self._upload_parts(upload_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                client._abort_multipart_upload(bucket, key, upload_id)
+            raise
 
-    def _started(self) -> asyncio.Future[Any]:
+    def _upload_parts(self, upload_id: str) -> list[Part]:
+        room = threading.BoundedSemaphore(PARALLEL_PARTS)
+        futures: list[concurrent.futures.Future[str]] = []
+        with concurrent.futures.ThreadPoolExecutor(PARALLEL_PARTS) as pool:
+            while True:
+                data = self._reader.read(self._part_size)
+                if not data and futures:
+                    break  # the last part was exactly full
+                room.acquire()  # at most PARALLEL_PARTS parts in memory, uploading
+                try:
+                    _raise_first_failure(futures)  # a part failed: stop now, not at the end
+                except BaseException:
+                    room.release()
+                    raise
+                future = pool.submit(
+                    self._client._upload_part,
+                    self._bucket,
+                    self._key,
+                    data,
+                    None,
+                    upload_id,
+                    len(futures) + 1,
+                )
+                future.add_done_callback(lambda _: room.release())
+                futures.append(future)
+                if len(data) < self._part_size:
+                    break
+        return [Part(n, f.result()) for n, f in enumerate(futures, start=1)]
+
+    def _started(self) -> asyncio.Future[list[Part]]:
         if self._result is None:
             raise RuntimeError("StreamingUpload.start() was not called")
         return self._result
@@ -180,8 +224,10 @@ class StreamingUpload:
         result = self._started()
         while True:
             if result.done():
-                # The upload thread ended early: surface its error.
-                result.result()
+                # The upload thread ended early: surface its error, as seal() does.
+                err = result.exception()
+                if err is not None and not isinstance(err, _Aborted):
+                    raise _upload_error(err) from err
                 raise ObjectStoreError("upload ended before all data was written")
             try:
                 self._reader._queue.put_nowait(item)
@@ -201,8 +247,8 @@ class StreamingUpload:
             self._pending.clear()
             await self._put(chunk)
 
-    async def finish(self) -> str:
-        """Complete the upload; return the SHA-256 hex digest of what was written."""
+    async def seal(self) -> str:
+        """Upload what is left; return the SHA-256 hex digest. The object does not exist yet."""
         result = self._started()
         if self._pending:
             await self._put(bytes(self._pending))
@@ -210,21 +256,49 @@ class StreamingUpload:
         await self._put(None)
         self._closed = True
         try:
-            await result
-        except S3Error as err:
-            raise ObjectStoreError(f"object store refused the upload: {err.code}") from err
+            self._parts = await result
         except _Aborted:
             raise
         except Exception as err:
-            raise ObjectStoreError(f"object store unreachable: {err}") from err
+            raise _upload_error(err) from err
+        self._state = "sealed"
         return self._sha.hexdigest()
 
+    async def complete(self) -> None:
+        """Make the sealed upload the object (one request; the object appears at once)."""
+        if self._state != "sealed" or self._upload_id is None or self._parts is None:
+            raise RuntimeError(f"cannot complete an upload that is {self._state}")
+        upload_id, parts = self._upload_id, self._parts
+
+        def _complete() -> None:
+            self._client._complete_multipart_upload(self._bucket, self._key, upload_id, parts)
+
+        # Marked first: once the request is sent the object may exist, so abort() must no
+        # longer count on there being nothing.
+        self._state = "completed"
+        try:
+            await asyncio.to_thread(_complete)
+        except Exception as err:
+            # Refused, or no answer: abort, so the upload either is the object (the request did
+            # complete it) or is gone (the abort ends it); never left incomplete for an hour.
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self._client._abort_multipart_upload, self._bucket, self._key, upload_id
+                )
+            raise _upload_error(err) from err
+
+    async def finish(self) -> str:
+        """Seal and complete at once; return the SHA-256 hex digest of what was written."""
+        digest = await self.seal()
+        await self.complete()
+        return digest
+
     async def abort(self, reason: str = "aborted") -> None:
-        """Abort the multipart upload (idempotent); never raises."""
-        if self._result is None or self._closed:
+        """Abort the multipart upload unless it was completed (idempotent); never raises."""
+        if self._result is None or self._state in ("completed", "aborted"):
             return
-        self._closed = True
-        if not self._result.done():
+        self._state = "aborted"
+        if not self._closed and not self._result.done():
             # Drain space so the sentinel always fits, then tell the reader to fail.
             while True:
                 try:
@@ -235,10 +309,30 @@ class StreamingUpload:
                         self._reader._queue.get_nowait()
                     except queue.Empty:
                         pass
-        try:
-            await self._result
-        except Exception:  # noqa: S110 - the abort itself is the goal; errors are expected here
-            pass
+        self._closed = True
+        await asyncio.wait([self._result])  # the thread's own error is not ours to raise
+        if self._result.cancelled() or self._result.exception() is not None:
+            return  # the thread failed, and aborted its upload itself
+        # Every part was uploaded (sealed, or sealing as the abort came): abort it here.
+        upload_id = self._upload_id
+        if upload_id is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self._client._abort_multipart_upload, self._bucket, self._key, upload_id
+                )
+
+
+def _raise_first_failure(futures: list[concurrent.futures.Future[str]]) -> None:
+    for future in futures:
+        if future.done() and (err := future.exception()) is not None:
+            raise err
+
+
+def _upload_error(err: BaseException) -> ObjectStoreError:
+    """What the upload thread's ``err`` means to the worker: the store refused or was away."""
+    if isinstance(err, S3Error):
+        return ObjectStoreError(f"object store refused the upload: {err.code}")
+    return ObjectStoreError(f"object store unreachable: {err}")
 
 
 async def stat(client: Minio, bucket: str, key: str) -> ObjectInfo:
@@ -321,7 +415,8 @@ async def stream_object(
 
 
 async def remove(client: Minio, bucket: str, key: str) -> None:
-    """Delete an object; a missing object is not an error (idempotent)."""
+    """Delete an object; a missing object is not an error (idempotent). A refusal or an
+    unreachable store raises ``ObjectStoreError``."""
 
     def _remove() -> None:
         try:
@@ -329,6 +424,8 @@ async def remove(client: Minio, bucket: str, key: str) -> None:
         except S3Error as err:
             if err.code not in {"NoSuchKey", "NoSuchObject"}:
                 raise ObjectStoreError(err.code or "error") from err
+        except Exception as err:
+            raise ObjectStoreError(f"object store unreachable: {err}") from err
 
     await asyncio.to_thread(_remove)
 

@@ -1,4 +1,5 @@
-"""SQL for ``exports.exports``: the one place that reads and writes export rows.
+"""SQL for ``exports.exports``: the one place that reads and writes export rows, and their
+tombstones (``exports.deletions``: every deletion of a row leaves one, in the same statement).
 
 Every read a user can trigger is scoped by ``user_id``; the worker and janitor use the
 unscoped calls, named so.
@@ -6,6 +7,7 @@ unscoped calls, named so.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -19,7 +21,8 @@ from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES, ExportFormat, Export
 ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 ENDED = tuple(s.value for s in ENDED_STATUSES)
 
-_COLUMNS = (
+# Every column of ``exports.exports``, in ExportRow's order: what each statement returns.
+ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
@@ -141,7 +144,7 @@ async def insert_export(
         )
         if idempotency_key is not None:
             existing = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM exports.exports e WHERE e.id = ("
+                f"SELECT {ROW_COLUMNS} FROM exports.exports e WHERE e.id = ("
                 " SELECT export_id FROM exports.idempotency_keys"
                 " WHERE user_id = $1 AND key = $2 AND created_at > now() - interval '24 hours')",
                 new.user_id,
@@ -160,7 +163,7 @@ async def insert_export(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
             " request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
             new.format,
@@ -191,7 +194,7 @@ async def get_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> Ex
     """The caller's own export, or None (another user's export looks missing)."""
     return _row(
         await pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM exports.exports WHERE id = $1 AND user_id = $2",
+            f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE id = $1 AND user_id = $2",
             export_id,
             user_id,
         )
@@ -201,22 +204,33 @@ async def get_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> Ex
 async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[ExportRow]:
     """The caller's exports, newest first."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM exports.exports WHERE user_id = $1"
+        f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE user_id = $1"
         " ORDER BY created_at DESC, id DESC",
         user_id,
     )
     return [ExportRow.from_record(r) for r in records]
 
 
-async def delete_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> ExportRow | None:
-    """Delete the caller's export record and return it (None if it was not theirs)."""
-    return _row(
-        await pool.fetchrow(
-            f"DELETE FROM exports.exports WHERE id = $1 AND user_id = $2 RETURNING {_COLUMNS}",
-            export_id,
-            user_id,
-        )
-    )
+# One statement deletes the row and inserts the tombstone of its object key (a data-modifying
+# CTE is one atomic statement): no moment exists where the row is gone and nothing says that
+# its file must go. Of two deleters only one gets the row back (and the tombstone made).
+_DELETE_WITH_TOMBSTONE = (
+    "WITH gone AS (DELETE FROM exports.exports WHERE {where} RETURNING *),"
+    " tombstone AS (INSERT INTO exports.deletions (object_key, export_id, user_id, reason)"
+    " SELECT object_key, id, user_id, $2 FROM gone ON CONFLICT (object_key) DO NOTHING)"
+    f" SELECT {ROW_COLUMNS} FROM gone"
+)
+
+
+async def delete_for_user(
+    pool: asyncpg.Pool, export_id: UUID, user_id: UUID, reason: str = "deleted"
+) -> ExportRow | None:
+    """Delete the caller's export record, leaving its tombstone; None if it was not theirs.
+
+    ``shared.retention`` removes the file after, then the tombstone.
+    """
+    sql = _DELETE_WITH_TOMBSTONE.format(where="id = $1 AND user_id = $3")
+    return _row(await pool.fetchrow(sql, export_id, reason, user_id))
 
 
 async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) -> ExportRow | None:
@@ -225,7 +239,7 @@ async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) ->
         await pool.fetchrow(
             "UPDATE exports.exports SET status = 'cancelled', completed_at = now(),"
             " error = NULL WHERE id = $1 AND user_id = $2 AND status = ANY($3::text[])"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             user_id,
             list(ACTIVE),
@@ -236,8 +250,73 @@ async def cancel_for_user(pool: asyncpg.Pool, export_id: UUID, user_id: UUID) ->
 async def get_any(pool: asyncpg.Pool, export_id: UUID) -> ExportRow | None:
     """Unscoped read, for the worker and janitor."""
     return _row(
-        await pool.fetchrow(f"SELECT {_COLUMNS} FROM exports.exports WHERE id = $1", export_id)
+        await pool.fetchrow(f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE id = $1", export_id)
     )
+
+
+async def delete_any(pool: asyncpg.Pool, export_id: UUID, reason: str) -> ExportRow | None:
+    """Unscoped delete, for expiry and the caps: the row, or None if someone else took it.
+
+    Leaves the tombstone of its object key (``reason`` says why); ``shared.retention`` removes
+    the file and then the tombstone.
+    """
+    return _row(
+        await pool.fetchrow(_DELETE_WITH_TOMBSTONE.format(where="id = $1"), export_id, reason)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """A tombstone: an export row deleted whose file may still be in the bucket."""
+
+    object_key: str
+    export_id: UUID
+    user_id: UUID
+    reason: str
+    created_at: datetime
+
+
+async def pending_deletions(pool: asyncpg.Pool, limit: int = 500) -> list[Deletion]:
+    """Tombstones not yet finished, oldest first (a crash left them, or a finisher is at work)."""
+    records = await pool.fetch(
+        "SELECT object_key, export_id, user_id, reason, created_at FROM exports.deletions"
+        " ORDER BY created_at, object_key LIMIT $1",
+        limit,
+    )
+    return [Deletion(**dict(r)) for r in records]
+
+
+async def drop_deletion(pool: asyncpg.Pool, object_key: str) -> str | None:
+    """Remove a tombstone once its object is gone; its reason, or None if another finisher
+    already removed it (so one deletion is counted once)."""
+    reason: str | None = await pool.fetchval(
+        "DELETE FROM exports.deletions WHERE object_key = $1 RETURNING reason", object_key
+    )
+    return reason
+
+
+async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
+    """Completed exports beyond the newest ``keep`` of each user (oldest first)."""
+    records = await pool.fetch(
+        f"SELECT {ROW_COLUMNS} FROM (SELECT *, row_number() OVER"
+        " (PARTITION BY user_id ORDER BY completed_at DESC, id DESC) AS n"
+        " FROM exports.exports WHERE status = 'completed') e WHERE n > $1"
+        " ORDER BY completed_at",
+        keep,
+    )
+    return [ExportRow.from_record(r) for r in records]
+
+
+async def over_storage_cap(pool: asyncpg.Pool, cap_bytes: int) -> list[ExportRow]:
+    """The oldest completed exports whose removal brings all users' total under ``cap_bytes``."""
+    records = await pool.fetch(
+        f"SELECT {ROW_COLUMNS} FROM (SELECT *, sum(coalesce(file_size_bytes, 0)) OVER"
+        " (ORDER BY completed_at DESC, id DESC) AS running_total"
+        " FROM exports.exports WHERE status = 'completed') e WHERE running_total > $1"
+        " ORDER BY completed_at",
+        cap_bytes,
+    )
+    return [ExportRow.from_record(r) for r in records]
 
 
 async def mark_published(pool: asyncpg.Pool, export_id: UUID) -> None:
@@ -252,7 +331,8 @@ async def unpublished(
 ) -> list[ExportRow]:
     """Pending rows whose request was never published (the outbox)."""
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM exports.exports WHERE published_at IS NULL AND status = 'pending'"
+        f"SELECT {ROW_COLUMNS} FROM exports.exports"
+        " WHERE published_at IS NULL AND status = 'pending'"
         " AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
         older_than_seconds,
         limit,
@@ -274,7 +354,7 @@ async def claim(
             " published_at = coalesce(published_at, now())"
             " WHERE id = $1 AND (status = 'pending' OR (status = 'running'"
             " AND heartbeat_at < now() - make_interval(secs => $3)))"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             worker_id,
             stale_after_seconds,
@@ -300,6 +380,12 @@ async def heartbeat(
     return status
 
 
+# How long the row may stay locked while the object is made (one CompleteMultipartUpload): a
+# worker that hangs there loses its session, and the deleters and the sweep waiting on the row
+# go on.
+COMPLETE_LOCK_TIMEOUT = "60s"
+
+
 async def complete(
     pool: asyncpg.Pool,
     export_id: UUID,
@@ -308,22 +394,43 @@ async def complete(
     row_count: int,
     file_size_bytes: int,
     sha256: str,
+    publish: Callable[[], Awaitable[None]] | None = None,
 ) -> ExportRow | None:
-    """Mark the export completed, only if this worker still owns a running row."""
-    return _row(
-        await pool.fetchrow(
+    """Mark the export completed, only if this worker still owns a running row.
+
+    ``publish`` makes the file appear (``StreamingUpload.complete``); it runs while this
+    transaction holds the row (``FOR UPDATE``), so it never runs for a row already deleted,
+    cancelled or taken over (then None, and nothing is published), and a delete that comes
+    meanwhile waits for the commit, then finds a completed row and removes its file. A crash
+    after ``publish`` and before the commit leaves the row running with its file: the row goes
+    stale, is run again and writes the same key.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            f"SET LOCAL idle_in_transaction_session_timeout = '{COMPLETE_LOCK_TIMEOUT}'"
+        )
+        owned = await conn.fetchval(
+            "SELECT 1 FROM exports.exports WHERE id = $1 AND worker_id = $2 AND status = 'running'"
+            " FOR UPDATE",
+            export_id,
+            worker_id,
+        )
+        if owned is None:
+            return None
+        if publish is not None:
+            await publish()
+        record = await conn.fetchrow(
             "UPDATE exports.exports SET status = 'completed', completed_at = now(),"
             " heartbeat_at = now(), row_count = $3, rows_written = $3,"
             " rows_total = $3, file_size_bytes = $4, sha256 = $5, error = NULL"
-            " WHERE id = $1 AND worker_id = $2 AND status = 'running'"
-            f" RETURNING {_COLUMNS}",
+            f" WHERE id = $1 AND worker_id = $2 RETURNING {ROW_COLUMNS}",
             export_id,
             worker_id,
             row_count,
             file_size_bytes,
             sha256,
         )
-    )
+    return _row(record)
 
 
 async def fail(
@@ -334,7 +441,7 @@ async def fail(
         await pool.fetchrow(
             "UPDATE exports.exports SET status = 'failed', completed_at = now(), error = $2"
             " WHERE id = $1 AND status = ANY($3::text[]) AND ($4::text IS NULL OR worker_id = $4)"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {ROW_COLUMNS}",
             export_id,
             error,
             list(ACTIVE),

@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from services.api import repository
 from services.api.errors import ApiError, Conflict, ValidationFailed
 
 KEY_PREFIX = "cxk_"
@@ -38,17 +37,6 @@ class KeyForbidden(ApiError):
 
 class TooManyKeys(Conflict):
     code = "TooManyApiKeys"
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """One stored key, without its secret."""
-
-    id: UUID
-    name: str
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None
 
 
 def new_key() -> str:
@@ -86,85 +74,36 @@ def clean_name(value: Any) -> str:
     return name
 
 
-def _key(record: asyncpg.Record) -> ApiKey:
-    return ApiKey(
-        id=record["id"],
-        name=record["name"],
-        prefix=record["prefix"],
-        created_at=record["created_at"],
-        last_used_at=record["last_used_at"],
-    )
-
-
-async def create(pool: asyncpg.Pool, user_id: UUID, name: Any) -> tuple[ApiKey, str]:
+async def create(pool: asyncpg.Pool, user_id: UUID, name: Any) -> tuple[repository.ApiKey, str]:
     """Store a new key for ``user_id``; return it and the secret, which is never stored."""
     clean = clean_name(name)
     secret = new_key()
     async with pool.acquire() as conn, conn.transaction():
         # Count and insert under a per-user lock, so parallel requests cannot pass the limit.
-        await conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('api_keys:' || $1::uuid::text, 0))",
-            user_id,
-        )
-        count = await conn.fetchval(
-            "SELECT count(*) FROM exports.api_keys WHERE user_id = $1", user_id
-        )
+        await repository.lock_api_keys(conn, user_id)
+        count = await repository.count_api_keys(conn, user_id)
         if count >= MAX_KEYS_PER_USER:
             raise TooManyKeys(
                 f"You already have {count} API keys (limit: {MAX_KEYS_PER_USER}); revoke one first"
             )
-        record = await conn.fetchrow(
-            "INSERT INTO exports.api_keys (id, user_id, name, prefix, key_hash)"
-            " VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING id, name, prefix, created_at, last_used_at",
-            uuid.uuid4(),
-            user_id,
-            clean,
-            secret[:DISPLAY_PREFIX_LENGTH],
-            digest(secret),
+        key = await repository.insert_api_key(
+            conn, uuid.uuid4(), user_id, clean, secret[:DISPLAY_PREFIX_LENGTH], digest(secret)
         )
-    return _key(record), secret
+    return key, secret
 
 
-async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[ApiKey]:
+async def list_for_user(pool: asyncpg.Pool, user_id: UUID) -> list[repository.ApiKey]:
     """The caller's keys, newest first."""
-    records = await pool.fetch(
-        "SELECT id, name, prefix, created_at, last_used_at FROM exports.api_keys"
-        " WHERE user_id = $1 ORDER BY created_at DESC, id DESC",
-        user_id,
-    )
-    return [_key(r) for r in records]
+    return await repository.api_keys_of(pool, user_id)
 
 
 async def revoke(pool: asyncpg.Pool, user_id: UUID, key_id: UUID) -> bool:
     """Delete the caller's key; False when it is not theirs (or does not exist)."""
-    result: str = await pool.execute(
-        "DELETE FROM exports.api_keys WHERE id = $1 AND user_id = $2", key_id, user_id
-    )
-    return result == "DELETE 1"
+    return await repository.delete_api_key(pool, user_id, key_id)
 
 
-# One round trip: find the key by its digest, load its owner, and touch ``last_used_at`` when
-# it is older than the resolution. A revoked key has no row, so it stops working at once.
-_AUTHENTICATE = """
-WITH found AS (
-    SELECT id, user_id, last_used_at FROM exports.api_keys WHERE key_hash = $1
-), touched AS (
-    UPDATE exports.api_keys k SET last_used_at = now()
-    FROM found
-    WHERE k.id = found.id
-      AND (found.last_used_at IS NULL
-           OR found.last_used_at < now() - make_interval(secs => $2))
-)
-SELECT u.id, u.username, u.role, u.is_active FROM found JOIN users u ON u.id = found.user_id
-"""
-
-
-async def owner_of(pool: asyncpg.Pool, key: str) -> asyncpg.Record | None:
-    """``(id, username, role, is_active)`` of the owner; None for an unknown or revoked key."""
+async def owner_of(pool: asyncpg.Pool, key: str) -> repository.Account | None:
+    """The key's owner, its use noted; None for an unknown or revoked key."""
     if not looks_like_key(key):
         return None
-    record: asyncpg.Record | None = await pool.fetchrow(
-        _AUTHENTICATE, digest(key), LAST_USED_RESOLUTION_SECONDS
-    )
-    return record
+    return await repository.api_key_owner(pool, digest(key), LAST_USED_RESOLUTION_SECONDS)

@@ -18,7 +18,7 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from services.api import api_keys, codex_keys
+from services.api import api_keys, codex_keys, repository
 from services.api.errors import Unauthorized
 from shared.tokens import InvalidToken, token_subject
 
@@ -52,20 +52,18 @@ def decode_token(token: str, secret: str) -> UUID:
         raise Unauthorized(BAD_TOKEN) from err
 
 
-def _active(record: asyncpg.Record, via: AuthMethod) -> User:
-    """The user of ``record``, unless Codex has deactivated them (401, whatever the credential)."""
-    if not record["is_active"]:
+def _active(account: repository.Account, via: AuthMethod) -> User:
+    """The user of ``account``, unless Codex has deactivated them (401, whatever the credential)."""
+    if not account.is_active:
         raise Unauthorized(INACTIVE)
-    return User(record["id"], record["username"], record["role"], via=via)
+    return User(account.id, account.username, account.role, via=via)
 
 
 async def load_user(pool: asyncpg.Pool, user_id: UUID) -> User:
-    record = await pool.fetchrow(
-        "SELECT id, username, role, is_active FROM users WHERE id = $1", user_id
-    )
-    if record is None:
+    account = await repository.account_by_id(pool, user_id)
+    if account is None:
         raise Unauthorized(BAD_TOKEN)
-    return _active(record, "token")
+    return _active(account, "token")
 
 
 async def authenticate_key(pool: asyncpg.Pool, cache: codex_keys.VerifiedKeys, key: str) -> User:
@@ -76,10 +74,10 @@ async def authenticate_key(pool: asyncpg.Pool, cache: codex_keys.VerifiedKeys, k
     """
     if codex_keys.looks_like_key(key):
         try:
-            record = await codex_keys.owner_of(pool, cache, key)
+            owner = await codex_keys.owner_of(pool, cache, key)
         except codex_keys.KeyRefused as err:
             raise Unauthorized(str(err)) from err
-        return _active(record, "api_key")
+        return _active(owner, "api_key")
     own = await api_keys.owner_of(pool, key)
     if own is None:
         raise Unauthorized(BAD_TOKEN)
@@ -103,23 +101,22 @@ def _storable(text: str, limit: int) -> bool:
 
 
 async def authenticate_password(pool: asyncpg.Pool, username: str, password: str) -> User:
-    record = None
+    account: repository.Account | None = None
+    stored: str | None = None
     if _storable(username, MAX_USERNAME_LENGTH) and _storable(password, MAX_PASSWORD_LENGTH):
-        record = await pool.fetchrow(
-            "SELECT id, username, role, is_active, password_hash FROM users WHERE username = $1",
-            username,
-        )
+        found = await repository.account_for_sign_in(pool, username)
+        if found is not None:
+            account, stored = found
     else:
         password = ""  # no such user can exist; still verified below, for the same timing
-    stored = record["password_hash"] if record is not None else None
     if stored is not None and stored.startswith(OIDC_PLACEHOLDER):
         stored = None  # an OIDC user has no password: refused like an unknown user
     # An unknown user (or one without a password) still costs one argon2 verification, so the
     # response time does not tell which usernames exist.
     ok = await asyncio.to_thread(_verify, stored or _decoy_hash(), password)
-    if record is None or not stored or not ok:
+    if account is None or not stored or not ok:
         raise Unauthorized(BAD_PASSWORD)
-    return _active(record, "token")
+    return _active(account, "token")
 
 
 @cache

@@ -27,6 +27,8 @@ import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from services.api import repository
+
 # codex_ + 16 hex (the stored prefix), then _ + 32 hex (the secret).
 _KEY = re.compile(r"(codex_[0-9a-f]{16})_[0-9a-f]{32}")
 CACHE_SECONDS = 60.0
@@ -84,26 +86,14 @@ def _verify(stored: str, key: str) -> bool:
 
 async def _find(pool: asyncpg.Pool, key: str, prefix: str) -> UUID | None:
     """The id of the active key row whose argon2 hash ``key`` matches, if any."""
-    rows = await pool.fetch(
-        "SELECT id, key_hash FROM api_keys WHERE key_prefix = $1 AND is_active ORDER BY id",
-        prefix,
-    )
-    for row in rows:
-        if await asyncio.to_thread(_verify, row["key_hash"], key):
-            key_id: UUID = row["id"]
+    for key_id, key_hash in await repository.active_codex_keys(pool, prefix):
+        if await asyncio.to_thread(_verify, key_hash, key):
             return key_id
     return None
 
 
-_STATE = """
-SELECT k.is_active AS key_active, k.expires_at, u.id, u.username, u.role, u.is_active
-FROM api_keys k JOIN users u ON u.id = k.user_id
-WHERE k.id = $1
-"""
-
-
-async def owner_of(pool: asyncpg.Pool, cache: VerifiedKeys, key: str) -> asyncpg.Record:
-    """``(id, username, role)`` of the key's owner; :class:`KeyRefused` with Codex's message."""
+async def owner_of(pool: asyncpg.Pool, cache: VerifiedKeys, key: str) -> repository.Account:
+    """The key's owner; :class:`KeyRefused` with Codex's message."""
     match = _KEY.fullmatch(key)
     if match is None:
         raise KeyRefused(INVALID)
@@ -115,16 +105,16 @@ async def owner_of(pool: asyncpg.Pool, cache: VerifiedKeys, key: str) -> asyncpg
             cache.drop(digest)
             raise KeyRefused(INVALID)
         cache.put(digest, key_id)
-    record: asyncpg.Record | None = await pool.fetchrow(_STATE, key_id)
+    state = await repository.codex_key_state(pool, key_id)
     refusal = None
-    if record is None or not record["key_active"]:
+    if state is None or not state.key_active:
         refusal = INVALID
-    elif record["expires_at"] is not None and record["expires_at"] <= datetime.now(UTC):
+    elif state.expires_at is not None and state.expires_at <= datetime.now(UTC):
         refusal = EXPIRED
-    elif not record["is_active"]:
+    elif not state.owner.is_active:
         refusal = INACTIVE_USER
     if refusal is not None:
         cache.drop(digest)
         raise KeyRefused(refusal)
-    assert record is not None  # noqa: S101 - refusal is set whenever it is None
-    return record
+    assert state is not None  # noqa: S101 - refusal is set whenever it is None
+    return state.owner

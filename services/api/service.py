@@ -28,7 +28,7 @@ from services.api.errors import (
     shown,
 )
 from shared import fields as catalog
-from shared import metrics, object_store
+from shared import metrics, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.dto import ExportCreate
@@ -258,11 +258,12 @@ async def delete_export(
     user_id: UUID,
     export_id: UUID,
 ) -> None:
-    """Delete the record first (so a finishing worker sees it gone), stop it, remove the file."""
-    row = await exports_repo.delete_for_user(pool, export_id, user_id)
+    """Delete the record and the file (``shared.retention``: crash-safe), and stop a run.
+
+    A worker still running it finds its row gone and never makes the file.
+    """
+    row = await retention.delete_for_user(pool, store, bucket, export_id, user_id)
     if row is None:
         raise NotFound(EXPORT_NOT_FOUND)
     if row.status in exports_repo.ACTIVE:
         await signal_cancel(broker, export_id)
-    await object_store.remove(store, bucket, row.object_key)
-    metrics.record_deletion("deleted")

@@ -17,7 +17,7 @@ import asyncio
 import json
 import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 from argon2 import PasswordHasher
 
-from shared.codex_tables import insert_rows
+from shared.codex_tables import CODEX_TABLES, insert_rows
 
 DEMO_SIGN_IN: list[tuple[str, str]] = [("demo", "demo"), ("reader", "reader")]
 
@@ -77,21 +77,22 @@ async def seed_demo(conn: asyncpg.Connection, *, seed: int = 42) -> SeedResult:
             *(asyncio.to_thread(hash_password, password) for _, password in DEMO_SIGN_IN)
         )
         catalog.add_users(list(hashes))
-        for table, columns in _TABLES:
-            rows = catalog.rows[table]
-            if table == "user_library_access":  # this product's own table, not Codex's
-                await conn.copy_records_to_table(
-                    table, schema_name="exports", records=rows, columns=columns
-                )
-            elif rows:
+        for table in CODEX_TABLES:  # in dependency order
+            if catalog.rows[table]:
                 # Codex's other NOT NULL columns (link ids, normalized names, search titles,
                 # row timestamps) are filled as Codex fills them, at a fixed moment.
-                records = (dict(zip(columns, row, strict=True)) for row in rows)
-                await insert_rows(conn, table, records, now=_BASE)
+                await insert_rows(conn, table, catalog.rows[table], now=_BASE)
+        # This product's own table, not one of Codex's: its two columns are named here.
+        await conn.copy_records_to_table(
+            "user_library_access",
+            schema_name="exports",
+            records=catalog.library_access,
+            columns=("user_id", "library_id"),
+        )
         return SeedResult(
             libraries=len(catalog.rows["libraries"]),
             series=len(catalog.rows["series"]),
-            books=sum(1 for row in catalog.rows["books"] if not row[_BOOK_DELETED]),
+            books=sum(1 for row in catalog.rows["books"] if not row["deleted"]),
             users=catalog.users,
         )
 
@@ -112,96 +113,6 @@ async def _existing_result(conn: asyncpg.Connection) -> SeedResult:
     users = [DemoUser(name, password, ids[name]) for name, password in DEMO_SIGN_IN if name in ids]
     return SeedResult(int(row["libraries"]), int(row["series"]), int(row["books"]), users)
 
-
-# Insert order respects foreign keys. Codex's schema has no id or timestamp defaults; what these
-# lists leave out, shared.codex_tables fills deterministically.
-_TABLES: list[tuple[str, tuple[str, ...]]] = [
-    ("libraries", ("id", "name", "path", "created_at", "updated_at")),
-    ("users", ("id", "username", "password_hash", "role", "created_at")),
-    ("series", ("id", "library_id", "path", "name", "created_at", "updated_at")),
-    (
-        "series_metadata",
-        (
-            "series_id",
-            "title",
-            "title_sort",
-            "summary",
-            "publisher",
-            "status",
-            "language",
-            "year",
-            "total_volume_count",
-            "total_chapter_count",
-            "authors_json",
-            "created_at",
-            "updated_at",
-        ),
-    ),
-    (
-        "books",
-        (
-            "id",
-            "series_id",
-            "library_id",
-            "path",
-            "file_name",
-            "file_size",
-            "format",
-            "page_count",
-            "deleted",
-            "created_at",
-            "updated_at",
-        ),
-    ),
-    (
-        "book_metadata",
-        (
-            "id",
-            "book_id",
-            "title",
-            "number",
-            "summary",
-            "publisher",
-            "language_iso",
-            "year",
-            "authors_json",
-        ),
-    ),
-    ("genres", ("id", "name")),
-    ("tags", ("id", "name")),
-    ("series_genres", ("series_id", "genre_id")),
-    ("series_tags", ("series_id", "tag_id")),
-    ("book_genres", ("book_id", "genre_id")),
-    ("book_tags", ("book_id", "tag_id")),
-    ("series_alternate_titles", ("id", "series_id", "label", "title")),
-    ("collections", ("id", "name", "condition")),
-    ("collection_series", ("collection_id", "series_id")),
-    ("read_lists", ("id", "name")),
-    ("read_list_books", ("read_list_id", "book_id")),
-    ("series_external_ratings", ("id", "series_id", "source_name", "rating", "vote_count")),
-    ("user_series_ratings", ("id", "user_id", "series_id", "rating", "notes")),
-    (
-        "read_progress",
-        (
-            "id",
-            "user_id",
-            "book_id",
-            "current_page",
-            "progress_percentage",
-            "completed",
-            "completed_at",
-            "updated_at",
-        ),
-    ),
-    ("sharing_tags", ("id", "name")),
-    ("series_sharing_tags", ("series_id", "sharing_tag_id")),
-    ("user_sharing_tags", ("user_id", "sharing_tag_id", "access_mode")),
-    ("access_groups", ("id", "name")),
-    ("access_group_sharing_tags", ("access_group_id", "sharing_tag_id", "access_mode")),
-    ("user_access_groups", ("user_id", "access_group_id")),
-    ("user_library_access", ("user_id", "library_id")),
-]
-_BOOK_DELETED = 8  # index of "deleted" in the books columns above
 
 # --- Vocabulary ---------------------------------------------------------------------------------
 
@@ -395,7 +306,10 @@ class _DemoCatalog:
     def __init__(self, seed: int) -> None:
         # Demo data, not secrets: a seeded PRNG is the point (same seed, same catalog).
         self.rng = random.Random(seed)  # noqa: S311
-        self.rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table, _ in _TABLES}
+        # Codex's tables, a row a dict of the columns the demo gives (shared.codex_tables
+        # fills the rest); exports.user_library_access (this product's own) as (user, library).
+        self.rows: dict[str, list[dict[str, Any]]] = {table: [] for table in CODEX_TABLES}
+        self.library_access: list[tuple[uuid.UUID, uuid.UUID]] = []
         self.users: list[DemoUser] = []
         self.paths: set[str] = set()  # every book's path (unique within a library in Codex)
         self.series: list[_Series] = []
@@ -407,6 +321,10 @@ class _DemoCatalog:
         self.reader_id = self.new_id()
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def add(self, table: str, **row: Any) -> None:
+        """One row of a Codex table, by column name."""
+        self.rows[table].append(row)
 
     def new_id(self) -> uuid.UUID:
         return uuid.UUID(int=self.rng.getrandbits(128), version=4)
@@ -474,10 +392,10 @@ class _DemoCatalog:
     def build_vocabulary(self) -> None:
         for name in _GENRES:
             self.genre_ids[name] = self.new_id()
-            self.rows["genres"].append((self.genre_ids[name], name))
+            self.add("genres", id=self.genre_ids[name], name=name)
         for name in _TAGS:
             self.tag_ids[name] = self.new_id()
-            self.rows["tags"].append((self.tag_ids[name], name))
+            self.add("tags", id=self.tag_ids[name], name=name)
 
     def build_series(self) -> None:
         for name, path, kind, count in (
@@ -488,7 +406,14 @@ class _DemoCatalog:
             library_id = self.new_id()
             self.library_ids.append(library_id)
             created = _BASE - timedelta(days=30)
-            self.rows["libraries"].append((library_id, name, path, created, created))
+            self.add(
+                "libraries",
+                id=library_id,
+                name=name,
+                path=path,
+                created_at=created,
+                updated_at=created,
+            )
             taken: set[str] = set()
             for _ in range(count):
                 self.series.append(self.new_series(library_id, path, kind, taken))
@@ -582,11 +507,23 @@ class _DemoCatalog:
             style=style,
             status=status,
         )
-        self.rows["series"].append(
-            (series_id, library_id, series.path, name, created, self.moment(created, 200))
+        self.add(
+            "series",
+            id=series_id,
+            library_id=library_id,
+            path=series.path,
+            name=name,
+            created_at=created,
+            updated_at=self.moment(created, 200),
         )
         for label, alt in alternates:
-            self.rows["series_alternate_titles"].append((self.new_id(), series_id, label, alt))
+            self.add(
+                "series_alternate_titles",
+                id=self.new_id(),
+                series_id=series_id,
+                label=label,
+                title=alt,
+            )
         self.series_links(series)
         return series
 
@@ -619,15 +556,20 @@ class _DemoCatalog:
         genres = rng.sample(_GENRES_BY_KIND[series.kind], rng.randint(1, 4))
         series.genre_names = sorted(genres)
         for name in series.genre_names:
-            self.rows["series_genres"].append((series.id, self.genre_ids[name]))
+            self.add("series_genres", series_id=series.id, genre_id=self.genre_ids[name])
         for name in sorted(rng.sample(_TAGS, rng.choice([0, 0, 1, 2, 3, 5]))):
-            self.rows["series_tags"].append((series.id, self.tag_ids[name]))
+            self.add("series_tags", series_id=series.id, tag_id=self.tag_ids[name])
         for source in _SOURCES[series.kind]:
             if self.chance(0.45):
                 rating = Decimal(rng.randint(350, 980)) / 10
                 votes = None if self.chance(0.1) else int(10 ** rng.uniform(1, 5.4))
-                self.rows["series_external_ratings"].append(
-                    (self.new_id(), series.id, source, rating, votes)
+                self.add(
+                    "series_external_ratings",
+                    id=self.new_id(),
+                    series_id=series.id,
+                    source_name=source,
+                    rating=rating,
+                    vote_count=votes,
                 )
 
     def balance_book_counts(self) -> None:
@@ -729,20 +671,19 @@ class _DemoCatalog:
         rng = self.rng
         size = _file_size(rng, book.format, book.page_count)
         self.paths.add(f"{series.path}/{file_name}")
-        self.rows["books"].append(
-            (
-                book.id,
-                series.id,
-                series.library_id,
-                f"{series.path}/{file_name}",
-                file_name,
-                size,
-                book.format,
-                book.page_count,
-                deleted,
-                book.created_at,
-                self.moment(book.created_at, 60),
-            )
+        self.add(
+            "books",
+            id=book.id,
+            series_id=series.id,
+            library_id=series.library_id,
+            path=f"{series.path}/{file_name}",
+            file_name=file_name,
+            file_size=size,
+            format=book.format,
+            page_count=book.page_count,
+            deleted=deleted,
+            created_at=book.created_at,
+            updated_at=self.moment(book.created_at, 60),
         )
         if self.chance(0.03):
             return  # no metadata at all: exports fall back to the file name
@@ -757,25 +698,23 @@ class _DemoCatalog:
         if self.chance(0.2) and series.kind == "comic" and "cover_artist" not in roles:
             authors.append(self.author("comic", "cover_artist"))
         year = series.year + int(number) // 12 if series.year is not None else None
-        self.rows["book_metadata"].append(
-            (
-                self.new_id(),
-                book.id,
-                title,
-                number,
-                summary,
-                series.publisher,
-                series.language,
-                min(year, 2024) if year is not None else None,
-                json.dumps(authors, ensure_ascii=False) if not self.chance(0.05) else None,
-            )
+        self.add(
+            "book_metadata",
+            id=self.new_id(),
+            book_id=book.id,
+            title=title,
+            number=number,
+            summary=summary,
+            publisher=series.publisher,
+            language_iso=series.language,
+            year=min(year, 2024) if year is not None else None,
+            authors_json=json.dumps(authors, ensure_ascii=False) if not self.chance(0.05) else None,
         )
         if not deleted and self.chance(0.2):
-            self.rows["book_genres"].append(
-                (book.id, self.genre_ids[rng.choice(series.genre_names)])
-            )
+            genre_id = self.genre_ids[rng.choice(series.genre_names)]
+            self.add("book_genres", book_id=book.id, genre_id=genre_id)
         if not deleted and self.chance(0.08):
-            self.rows["book_tags"].append((book.id, self.tag_ids[rng.choice(_TAGS)]))
+            self.add("book_tags", book_id=book.id, tag_id=self.tag_ids[rng.choice(_TAGS)])
 
     def finish_series_metadata(self, series: _Series, last_number: Decimal) -> None:
         rng = self.rng
@@ -800,22 +739,21 @@ class _DemoCatalog:
             else None
         )
         title_sort = _title_sort(series.title)
-        self.rows["series_metadata"].append(
-            (
-                series.id,
-                series.title,
-                title_sort,
-                summary,
-                series.publisher,
-                status,
-                series.language,
-                series.year,
-                volumes,
-                chapters,
-                json.dumps(series.authors, ensure_ascii=False) if series.authors else None,
-                series.created_at,
-                self.moment(series.created_at, 300),
-            )
+        self.add(
+            "series_metadata",
+            series_id=series.id,
+            title=series.title,
+            title_sort=title_sort,
+            summary=summary,
+            publisher=series.publisher,
+            status=status,
+            language=series.language,
+            year=series.year,
+            total_volume_count=volumes,
+            total_chapter_count=chapters,
+            authors_json=json.dumps(series.authors, ensure_ascii=False) if series.authors else None,
+            created_at=series.created_at,
+            updated_at=self.moment(series.created_at, 300),
         )
 
     def build_deleted_books(self) -> None:
@@ -843,9 +781,9 @@ class _DemoCatalog:
         ]  # fmt: skip
         for name in names:
             collection_id = self.new_id()
-            self.rows["collections"].append((collection_id, name, None))
+            self.add("collections", id=collection_id, name=name, condition=None)
             for series in rng.sample(self.series, rng.randint(5, 35)):
-                self.rows["collection_series"].append((collection_id, series.id))
+                self.add("collection_series", collection_id=collection_id, series_id=series.id)
         # A smart collection keeps its members as rows too; exports must skip it by its condition.
         smart_id = self.new_id()
         condition = {
@@ -855,99 +793,130 @@ class _DemoCatalog:
                 {"field": "read_status", "operator": "is", "value": "unread"},
             ],
         }
-        self.rows["collections"].append((smart_id, "Unread Horror", json.dumps(condition)))
+        self.add("collections", id=smart_id, name="Unread Horror", condition=json.dumps(condition))
         for series in self.series:
             if "Horror" in series.genre_names:
-                self.rows["collection_series"].append((smart_id, series.id))
+                self.add("collection_series", collection_id=smart_id, series_id=series.id)
 
     def build_read_lists(self) -> None:
         rng = self.rng
         comics = [s for s in self.series if s.kind == "comic" and len(s.books) >= 4]
         event_id = self.new_id()
-        self.rows["read_lists"].append((event_id, "Night of Lanterns (Crossover Event)"))
+        self.add("read_lists", id=event_id, name="Night of Lanterns (Crossover Event)")
         for series in rng.sample(comics, 5):
             for book in series.books[:4]:
-                self.rows["read_list_books"].append((event_id, book.id))
+                self.add("read_list_books", read_list_id=event_id, book_id=book.id)
         manga = [s for s in self.series if s.kind == "manga"]
         starter_id = self.new_id()
-        self.rows["read_lists"].append((starter_id, "Start Here: Manga Essentials"))
+        self.add("read_lists", id=starter_id, name="Start Here: Manga Essentials")
         for series in rng.sample(manga, 12):
-            self.rows["read_list_books"].append((starter_id, series.books[0].id))
+            self.add("read_list_books", read_list_id=starter_id, book_id=series.books[0].id)
         live = [book for series in self.series for book in series.books]
         for name in ["Beach Reads 2024", "Year of Ægir", "Weekend Binge", "Book Club, Season 2"]:
             list_id = self.new_id()
-            self.rows["read_lists"].append((list_id, name))
+            self.add("read_lists", id=list_id, name=name)
             for book in rng.sample(live, rng.randint(10, 50)):
-                self.rows["read_list_books"].append((list_id, book.id))
+                self.add("read_list_books", read_list_id=list_id, book_id=book.id)
 
     def build_sharing(self) -> None:
         rng = self.rng
         mature_id, kids_id = self.new_id(), self.new_id()
-        self.rows["sharing_tags"] += [(mature_id, "mature"), (kids_id, "kids")]
+        self.add("sharing_tags", id=mature_id, name="mature")
+        self.add("sharing_tags", id=kids_id, name="kids")
         for library_id in self.library_ids:
             in_library = [s for s in self.series if s.library_id == library_id]
             for series in rng.sample(in_library, max(3, round(len(in_library) * _MATURE_SHARE))):
                 self.mature.add(series.id)
-                self.rows["series_sharing_tags"].append((series.id, mature_id))
+                self.add("series_sharing_tags", series_id=series.id, sharing_tag_id=mature_id)
             for series in rng.sample(in_library, 6):
                 if series.id not in self.mature:
-                    self.rows["series_sharing_tags"].append((series.id, kids_id))
+                    self.add("series_sharing_tags", series_id=series.id, sharing_tag_id=kids_id)
         family_id = self.new_id()
-        self.rows["access_groups"].append((family_id, "Family"))
-        self.rows["access_group_sharing_tags"].append((family_id, mature_id, "deny"))
-        self.rows["user_access_groups"].append((self.reader_id, family_id))
+        self.add("access_groups", id=family_id, name="Family")
+        self.add(
+            "access_group_sharing_tags",
+            access_group_id=family_id,
+            sharing_tag_id=mature_id,
+            access_mode="deny",
+        )
+        self.add("user_access_groups", user_id=self.reader_id, access_group_id=family_id)
         # The reader sees Comics and Manga, not Books.
         for library_id in self.library_ids[:2]:
-            self.rows["user_library_access"].append((self.reader_id, library_id))
+            self.library_access.append((self.reader_id, library_id))
 
     def reader_visible(self, series: _Series) -> bool:
         return series.library_id in self.library_ids[:2] and series.id not in self.mature
 
-    def build_ratings(self) -> None:
-        rng = self.rng
+    def picked_series(
+        self, demo_odds: float, reader_odds: float
+    ) -> Iterator[tuple[uuid.UUID, _Series]]:
+        """(user, series) for the series each user picks, with these odds, among those they see."""
         for user_id, odds, visible in (
-            (self.demo_id, 0.35, lambda s: True),
-            (self.reader_id, 0.4, self.reader_visible),
+            (self.demo_id, demo_odds, lambda s: True),
+            (self.reader_id, reader_odds, self.reader_visible),
         ):
             for series in self.series:
-                if not visible(series) or not self.chance(odds):
-                    continue
-                rating = rng.choice([rng.randrange(10, 101, 10), rng.randint(1, 100)])
-                notes = None
-                if self.chance(0.4):
-                    notes = rng.choice(_NOTES).format(
-                        place=rng.choice(_PLACES),
-                        other=rng.choice(_SINGLE_WORD_TITLES),
-                        hero=rng.choice(_FIRST_NAMES),
-                    )
-                self.rows["user_series_ratings"].append(
-                    (self.new_id(), user_id, series.id, rating, notes)
+                if visible(series) and self.chance(odds):
+                    yield user_id, series
+
+    def build_ratings(self) -> None:
+        rng = self.rng
+        for user_id, series in self.picked_series(0.35, 0.4):
+            rating = rng.choice([rng.randrange(10, 101, 10), rng.randint(1, 100)])
+            notes = None
+            if self.chance(0.4):
+                notes = rng.choice(_NOTES).format(
+                    place=rng.choice(_PLACES),
+                    other=rng.choice(_SINGLE_WORD_TITLES),
+                    hero=rng.choice(_FIRST_NAMES),
                 )
+            self.add(
+                "user_series_ratings",
+                id=self.new_id(),
+                user_id=user_id,
+                series_id=series.id,
+                rating=rating,
+                notes=notes,
+            )
 
     def build_progress(self) -> None:
         rng = self.rng
-        for user_id, odds, visible in (
-            (self.demo_id, 0.3, lambda s: True),
-            (self.reader_id, 0.35, self.reader_visible),
-        ):
-            for series in self.series:
-                if not visible(series) or not self.chance(odds):
-                    continue
-                mode = rng.choice(["finished", "reading", "reading", "sampled"])
-                done = {
-                    "finished": len(series.books),
-                    "reading": rng.randint(0, len(series.books) - 1),
-                    "sampled": 0,
-                }[mode]
-                when = self.moment(series.books[-1].created_at, 120)
-                for book in series.books[:done]:
-                    percentage = 1.0 if self.chance(0.5) else None
-                    self.rows["read_progress"].append(
-                        (self.new_id(), user_id, book.id, book.page_count, percentage, True,
-                         when, when)
-                    )  # fmt: skip
-                if done < len(series.books):
-                    self.in_progress(user_id, series.books[done])
+        for user_id, series in self.picked_series(0.3, 0.35):
+            mode = rng.choice(["finished", "reading", "reading", "sampled"])
+            done = {
+                "finished": len(series.books),
+                "reading": rng.randint(0, len(series.books) - 1),
+                "sampled": 0,
+            }[mode]
+            when = self.moment(series.books[-1].created_at, 120)
+            for book in series.books[:done]:
+                percentage = 1.0 if self.chance(0.5) else None
+                self.add_progress(user_id, book, book.page_count, percentage, when, completed=True)
+            if done < len(series.books):
+                self.in_progress(user_id, series.books[done])
+
+    def add_progress(
+        self,
+        user_id: uuid.UUID,
+        book: _Book,
+        page: int,
+        percentage: float | None,
+        when: datetime,
+        *,
+        completed: bool,
+    ) -> None:
+        """A read_progress row; ``when`` is its update, and its completion if completed."""
+        self.add(
+            "read_progress",
+            id=self.new_id(),
+            user_id=user_id,
+            book_id=book.id,
+            current_page=page,
+            progress_percentage=percentage,
+            completed=completed,
+            completed_at=when if completed else None,
+            updated_at=when,
+        )
 
     def in_progress(self, user_id: uuid.UUID, book: _Book) -> None:
         rng = self.rng
@@ -962,17 +931,23 @@ class _DemoCatalog:
             percentage = round(page / book.page_count, 4)
         else:
             page = rng.randint(1, book.page_count - 1)  # page-only, as comic readers report
-        self.rows["read_progress"].append(
-            (self.new_id(), user_id, book.id, page, percentage, False, None, when)
-        )
+        self.add_progress(user_id, book, page, percentage, when, completed=False)
 
     def add_users(self, hashes: Sequence[str]) -> None:
         (demo, demo_pw), (reader, reader_pw) = DEMO_SIGN_IN
         created = _BASE - timedelta(days=30)
-        self.rows["users"] += [
+        for user_id, username, password_hash, role, created_at in (
             (self.demo_id, demo, hashes[0], "admin", created),
             (self.reader_id, reader, hashes[1], "reader", created + timedelta(days=2)),
-        ]
+        ):
+            self.add(
+                "users",
+                id=user_id,
+                username=username,
+                password_hash=password_hash,
+                role=role,
+                created_at=created_at,
+            )
         self.users = [
             DemoUser(demo, demo_pw, self.demo_id),
             DemoUser(reader, reader_pw, self.reader_id),

@@ -13,6 +13,8 @@ and catalog schemas, then grants:
   claim, beat and complete a run, DELETE because it evicts the exports over a cap right after a
   completion (the janitor's sweep does the same).
 - janitor: SELECT, UPDATE, DELETE on ``exports.exports`` and nothing in the catalog.
+- all three: SELECT, INSERT, DELETE on ``exports.deletions``, the tombstones each deletion of a
+  row leaves until its file is gone (``shared.retention``).
 
 Nobody but the owner may write a catalog table, create objects, or read the migrations table.
 The table lists are ``shared.codex_tables``'s. A role that owns a catalog table (Codex's own
@@ -41,6 +43,8 @@ API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys")
 # Library access rules are read by the api and the worker, never written by a service.
 READ_ONLY_EXPORTS_TABLES = ("user_library_access",)
 RUNNER_EXPORTS_PRIVILEGES = ("SELECT", "UPDATE", "DELETE")
+# Every service deletes rows, so every one writes and finishes tombstones.
+DELETIONS_PRIVILEGES = ("SELECT", "INSERT", "DELETE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,9 @@ def grant_statements(roles: Roles, *, catalog_schema: str = DEFAULT_CATALOG_SCHE
     for service, role in named:
         who = quote_ident(role)
         grants.append(f"GRANT USAGE ON SCHEMA {exports} TO {who}")
+        grants.append(
+            f"GRANT {', '.join(DELETIONS_PRIVILEGES)} ON {table(exports, 'deletions')} TO {who}"
+        )
         if service == "api":
             grants.append(f"GRANT USAGE ON SCHEMA {catalog} TO {who}")
             grants += [f"GRANT SELECT ON {table(catalog, t)} TO {who}" for t in API_CATALOG_TABLES]

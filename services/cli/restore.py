@@ -53,6 +53,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -429,65 +430,53 @@ class RestoreResult:
         }
 
 
+# The restore's own temporary table (not one of Codex's, so its columns are named here): each
+# series' position in the file and the book counts the file gives it, checked after loading.
+_RESTORE_SERIES = (
+    "CREATE TEMP TABLE restore_series (pos bigint PRIMARY KEY, id uuid NOT NULL,"
+    " actual bigint NOT NULL, unread bigint NOT NULL) ON COMMIT DROP"
+)
+_RESTORE_SERIES_COLUMNS = ("pos", "id", "actual", "unread")
+_Position = tuple[int, UUID, int | None, int | None]
+
+
+@dataclass(frozen=True)
+class _Link:
+    """A row of a link table (``series_genres``, …) whose named end gets its id at the flush."""
+
+    table: str
+    owner: dict[str, UUID]  # {"series_id": …} or {"book_id": …}
+    column: str  # the named end's column: "genre_id", …
+    named: _Named
+    ref: tuple[str, int]
+
+
 @dataclass
 class _Batch:
-    rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
-    links: list[tuple[str, str, UUID, _Named, tuple[str, int]]] = field(default_factory=list)
+    # Codex's tables: a row a dict of the columns the file gives (shared.codex_tables fills
+    # the rest). A placeholder rater's rating holds the rater's number as its user_id until
+    # the raters exist.
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    links: list[_Link] = field(default_factory=list)
+    positions: list[_Position] = field(default_factory=list)
 
-    def add(self, table: str, record: tuple[Any, ...]) -> None:
-        self.rows.setdefault(table, []).append(record)
+    def add(self, table: str, **row: Any) -> None:
+        self.rows.setdefault(table, []).append(row)
 
 
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    "series": ("id", "library_id", "path", "name", "created_at", "updated_at"),
-    "series_metadata": (
-        "series_id",
-        "title",
-        "title_sort",
-        "summary",
-        "publisher",
-        "status",
-        "language",
-        "year",
-        "total_volume_count",
-        "total_chapter_count",
-        "authors_json",
-    ),
-    "series_alternate_titles": ("series_id", "label", "title"),
-    "series_external_ratings": ("series_id", "source_name", "rating", "vote_count"),
-    "user_series_ratings": ("user_id", "series_id", "rating", "notes"),
-    "restore_series": ("pos", "id", "actual", "unread"),
-    "books": (
-        "id",
-        "series_id",
-        "library_id",
-        "path",
-        "file_name",
-        "file_size",
-        "format",
-        "page_count",
-        "created_at",
-        "updated_at",
-    ),
-    "book_metadata": (
-        "book_id",
-        "title",
-        "number",
-        "summary",
-        "publisher",
-        "language_iso",
-        "year",
-        "authors_json",
-    ),
-    "read_progress": (
-        "user_id",
-        "book_id",
-        "current_page",
-        "progress_percentage",
-        "completed",
-        "completed_at",
-    ),
-}
+@contextmanager
+def _loading(table: str) -> Iterator[None]:
+    """The database's refusal of a table's rows, as a RestoreError that says why."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as err:
+        detail = getattr(err, "detail", "") or ""
+        raise RestoreError(f"Rows of {table} refer to something not in the file: {detail}") from err
+    except asyncpg.UniqueViolationError as err:
+        detail = getattr(err, "detail", "") or ""
+        raise RestoreError(f"The file repeats a row of {table}: {detail}") from err
+    except asyncpg.PostgresError as err:
+        raise RestoreError(f"Could not load {table}: {err}") from err
 
 
 class _Loader:
@@ -521,26 +510,17 @@ class _Loader:
             )
         return library_id
 
-    async def copy(self, table: str, records: list[tuple[Any, ...]]) -> None:
-        if not records:
-            return
-        columns = _COLUMNS[table]
-        try:
-            if table == "restore_series":  # the restore's own temporary table
-                await self.conn.copy_records_to_table(table, records=records, columns=columns)
-            else:
-                rows = (dict(zip(columns, record, strict=True)) for record in records)
+    async def copy(self, table: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            with _loading(table):
                 await insert_rows(self.conn, table, rows)
-        except asyncpg.ForeignKeyViolationError as err:
-            detail = getattr(err, "detail", "") or ""
-            raise RestoreError(
-                f"Rows of {table} refer to something not in the file: {detail}"
-            ) from err
-        except asyncpg.UniqueViolationError as err:
-            detail = getattr(err, "detail", "") or ""
-            raise RestoreError(f"The file repeats a row of {table}: {detail}") from err
-        except asyncpg.PostgresError as err:
-            raise RestoreError(f"Could not load {table}: {err}") from err
+
+    async def copy_positions(self, positions: list[_Position]) -> None:
+        if positions:
+            with _loading("restore_series"):
+                await self.conn.copy_records_to_table(
+                    "restore_series", records=positions, columns=_RESTORE_SERIES_COLUMNS
+                )
 
     async def flush_libraries(self) -> None:
         if self.new_libraries:
@@ -555,15 +535,13 @@ class _Loader:
     async def flush_links(self) -> None:
         for named in (self.genres, self.tags, self.collections, self.read_lists):
             await named.flush(self.conn)
-        grouped: dict[tuple[str, str], list[tuple[UUID, UUID]]] = {}
-        for table, columns, owner, named, ref in self.batch.links:
-            grouped.setdefault((table, columns), []).append((owner, named.id(ref)))
-        for (table, columns), records in grouped.items():
-            names = columns.split(",")
+        grouped: dict[str, list[dict[str, UUID]]] = {}
+        for link in self.batch.links:
+            row = {**link.owner, link.column: link.named.id(link.ref)}
+            grouped.setdefault(link.table, []).append(row)
+        for table, rows in grouped.items():
             try:
-                await insert_rows(
-                    self.conn, table, (dict(zip(names, record, strict=True)) for record in records)
-                )
+                await insert_rows(self.conn, table, rows)
             except asyncpg.PostgresError as err:
                 raise RestoreError(f"Could not load {table}: {err}") from err
 
@@ -582,16 +560,14 @@ class _Loader:
         await self.flush_links()
         await self.ensure_raters()
         ratings = [
-            (self.raters[i] if isinstance(i, int) else self.user_id, *rest)
-            for i, *rest in batch.rows.get("user_series_ratings", [])
+            {**row, "user_id": self.raters[row["user_id"]]}
+            if isinstance(row["user_id"], int)
+            else row
+            for row in batch.rows.get("user_series_ratings", [])
         ]
-        for table in (
-            "series_alternate_titles",
-            "series_external_ratings",
-            "read_progress",
-            "restore_series",
-        ):
+        for table in ("series_alternate_titles", "series_external_ratings", "read_progress"):
             await self.copy(table, batch.rows.get(table, []))
+        await self.copy_positions(batch.positions)
         await self.copy("user_series_ratings", ratings)
         self.batch = _Batch()
         self.pending = 0
@@ -617,55 +593,59 @@ class _Loader:
         _need(row, SERIES_REQUIRED, where)
         batch = self.batch
         series_id = _uuid(row, "series_id", where)
-        library_id = self.library(row, where)
         batch.add(
             "series",
-            (
-                series_id,
-                library_id,
-                str(row.get("path") or ""),
-                str(row["series_name"]),
-                _time(row["created_at"], "created_at", where),
-                _time(row["updated_at"], "updated_at", where),
-            ),
+            id=series_id,
+            library_id=self.library(row, where),
+            path=str(row.get("path") or ""),
+            name=str(row["series_name"]),
+            created_at=_time(row["created_at"], "created_at", where),
+            updated_at=_time(row["updated_at"], "updated_at", where),
         )
         chapters = _number(row.get("expected_chapter_count"), "expected_chapter_count", where)
         batch.add(
             "series_metadata",
-            (
-                series_id,
-                str(row.get("title") or ""),  # NOT NULL; '' reads back as "no title"
-                None,  # title_sort: see the module docstring
-                row.get("summary"),
-                row.get("publisher"),
-                row.get("status"),
-                row.get("language"),
-                _int(row.get("year"), "year", where),
-                _int(row.get("expected_book_count"), "expected_book_count", where),
-                None if chapters is None else float(chapters),
-                _authors_json(row, where),
-            ),
+            series_id=series_id,
+            title=str(row.get("title") or ""),  # NOT NULL; '' reads back as "no title"
+            title_sort=None,  # see the module docstring
+            summary=row.get("summary"),
+            publisher=row.get("publisher"),
+            status=row.get("status"),
+            language=row.get("language"),
+            year=_int(row.get("year"), "year", where),
+            total_volume_count=_int(row.get("expected_book_count"), "expected_book_count", where),
+            total_chapter_count=None if chapters is None else float(chapters),
+            authors_json=_authors_json(row, where),
         )
-        for named, key, table, columns in (
-            (self.genres, "genres", "series_genres", "series_id,genre_id"),
-            (self.tags, "tags", "series_tags", "series_id,tag_id"),
-            (self.collections, "collections", "collection_series", "series_id,collection_id"),
-        ):
-            for ref in named.refs(_names(row, key, where)):
-                batch.links.append((table, columns, series_id, named, ref))
+        self.link(
+            row,
+            where,
+            {"series_id": series_id},
+            (self.genres, "genres", "series_genres", "genre_id"),
+            (self.tags, "tags", "series_tags", "tag_id"),
+            (self.collections, "collections", "collection_series", "collection_id"),
+        )
         for item in row.get("alternate_titles") or []:
-            batch.add("series_alternate_titles", (series_id, item["label"], item["title"]))
+            batch.add(
+                "series_alternate_titles",
+                series_id=series_id,
+                label=item["label"],
+                title=item["title"],
+            )
         for item in row.get("external_ratings") or []:
             if "rating" not in item:
                 raise RestoreError(f"{where}: an external rating has no rating")
             rating = _number(item["rating"], "external rating", where) or 0
             batch.add(
                 "series_external_ratings",
-                (series_id, item["source"], _decimal(rating), item.get("votes")),
+                series_id=series_id,
+                source_name=item["source"],
+                rating=_decimal(rating),
+                vote_count=item.get("votes"),
             )
         own = _int(row.get("user_rating"), "user_rating", where)
         if own is not None:
-            batch.add("user_series_ratings", ("owner", series_id, own, row.get("user_notes")))
+            self.rating(self.user_id, series_id, own, row.get("user_notes"))
         elif row.get("user_notes"):
             raise RestoreError(f"{where}: user_notes without a user_rating")
         average = _number(row.get("community_avg_rating"), "community_avg_rating", where)
@@ -675,16 +655,33 @@ class _Loader:
             others = other_ratings(average, own)
             self.raters_wanted = max(self.raters_wanted, len(others))
             for i, rating in enumerate(others):
-                batch.add("user_series_ratings", (i, series_id, rating, None))
-        batch.add(
-            "restore_series",
+                self.rating(i, series_id, rating, None)
+        batch.positions.append(
             (
                 self.result.series + 1,
                 series_id,
                 _int(row["actual_book_count"], "actual_book_count", where),
                 _int(row["unread_book_count"], "unread_book_count", where),
-            ),
+            )
         )
+
+    def rating(self, user: UUID | int, series_id: UUID, rating: int, notes: Any) -> None:
+        """A user_series_ratings row; ``user`` is the owner's id, or a placeholder's number."""
+        self.batch.add(
+            "user_series_ratings", user_id=user, series_id=series_id, rating=rating, notes=notes
+        )
+
+    def link(
+        self,
+        row: dict[str, Any],
+        where: str,
+        owner: dict[str, UUID],
+        *targets: tuple[_Named, str, str, str],
+    ) -> None:
+        """The link rows of a series or book: (names, the row's key, link table, its column)."""
+        for named, key, table, column in targets:
+            for ref in named.refs(_names(row, key, where)):
+                self.batch.links.append(_Link(table, owner, column, named, ref))
 
     # --- books -------------------------------------------------------------------------------
 
@@ -700,56 +697,53 @@ class _Loader:
         page_count = _int(row["page_count"], "page_count", where) or 0
         batch.add(
             "books",
-            (
-                book_id,
-                _uuid(row, "series_id", where),
-                self.library(row, where),
-                str(row.get("file_path") or ""),
-                file_name,
-                _int(row["file_size"], "file_size", where),
-                row.get("book_format") or "",  # NOT NULL; '' reads back as "no format"
-                page_count,
-                _time(row["created_at"], "created_at", where),
-                _time(row["updated_at"], "updated_at", where),
-            ),
+            id=book_id,
+            series_id=_uuid(row, "series_id", where),
+            library_id=self.library(row, where),
+            path=str(row.get("file_path") or ""),
+            file_name=file_name,
+            file_size=_int(row["file_size"], "file_size", where),
+            format=row.get("book_format") or "",  # NOT NULL; '' reads back as "no format"
+            page_count=page_count,
+            created_at=_time(row["created_at"], "created_at", where),
+            updated_at=_time(row["updated_at"], "updated_at", where),
         )
         meta_keys = ("title", "number", "summary", "publisher", "language", "year", "authors")
         if any(k in row for k in meta_keys):
             number = _number(row.get("number"), "number", where)
             batch.add(
                 "book_metadata",
-                (
-                    book_id,
-                    title,
-                    None if number is None else _decimal(number),
-                    row.get("summary"),
-                    row.get("publisher"),
-                    row.get("language"),
-                    _int(row.get("year"), "year", where),
-                    _authors_json(row, where),
-                ),
+                book_id=book_id,
+                title=title,
+                number=None if number is None else _decimal(number),
+                summary=row.get("summary"),
+                publisher=row.get("publisher"),
+                language_iso=row.get("language"),
+                year=_int(row.get("year"), "year", where),
+                authors_json=_authors_json(row, where),
             )
-        for named, key, table, columns in (
-            (self.genres, "genres", "book_genres", "book_id,genre_id"),
-            (self.tags, "tags", "book_tags", "book_id,tag_id"),
-            (self.read_lists, "read_lists", "read_list_books", "book_id,read_list_id"),
-        ):
-            for ref in named.refs(_names(row, key, where)):
-                batch.links.append((table, columns, book_id, named, ref))
+        self.link(
+            row,
+            where,
+            {"book_id": book_id},
+            (self.genres, "genres", "book_genres", "genre_id"),
+            (self.tags, "tags", "book_tags", "tag_id"),
+            (self.read_lists, "read_lists", "read_list_books", "read_list_id"),
+        )
         progress = _number(row["progress"], "progress", where) or 0
         if "completed" in row or "current_page" in row:
             completed = bool(row.get("completed", False))
             page = _int(row.get("current_page", 0), "current_page", where) or 0
             batch.add(
                 "read_progress",
-                (
-                    self.user_id,
-                    book_id,
-                    page,
-                    None if completed else progress_percentage(progress, page, page_count),
-                    completed,
-                    _time(row.get("completed_at"), "completed_at", where),
+                user_id=self.user_id,
+                book_id=book_id,
+                current_page=page,
+                progress_percentage=(
+                    None if completed else progress_percentage(progress, page, page_count)
                 ),
+                completed=completed,
+                completed_at=_time(row.get("completed_at"), "completed_at", where),
             )
         elif progress != 0:
             raise RestoreError(f"{where}: a progress of {progress} without read progress")
@@ -851,10 +845,7 @@ async def restore_file(
             await check_empty(conn)
             user_id, created = await _ensure_user(conn, username, role)
             result = RestoreResult(str(path), username, created)
-            await conn.execute(
-                "CREATE TEMP TABLE restore_series (pos bigint PRIMARY KEY, id uuid NOT NULL,"
-                " actual bigint NOT NULL, unread bigint NOT NULL) ON COMMIT DROP"
-            )
+            await conn.execute(_RESTORE_SERIES)
             loader = _Loader(conn, user_id, result)
             try:
                 for section, n, row in export_rows(handle):

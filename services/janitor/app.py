@@ -75,6 +75,14 @@ def create_app(settings: Settings | None = None) -> FastStream:
     async def after_startup() -> None:
         # Needs the connected broker: the sweep's schedule and the state gauges' refresh.
         await schedule_sweep(broker, settings.sweep_interval_seconds)
+        # What a crash left half deleted is finished now, not at the first sweep.
+        try:
+            finished = await service.finish_deletions(state["ctx"])
+        except Exception as err:
+            log.warning("unfinished deletions left to the sweep: %s", err)
+        else:
+            if finished:
+                log.info("finished %d deletions left unfinished", finished)
         refresh = service.refresh_state_forever(
             state["ctx"].pool,
             broker.connection.jetstream(),

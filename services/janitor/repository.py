@@ -6,12 +6,12 @@ import asyncpg
 
 from shared import metrics
 from shared.metrics import StateSnapshot
-from shared.repository import _COLUMNS, ExportRow
+from shared.repository import ROW_COLUMNS, ExportRow
 
 
 async def expired(pool: asyncpg.Pool, limit: int = 500) -> list[ExportRow]:
     records = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM exports.exports WHERE expires_at <= now()"
+        f"SELECT {ROW_COLUMNS} FROM exports.exports WHERE expires_at <= now()"
         " ORDER BY expires_at LIMIT $1",
         limit,
     )
@@ -23,7 +23,7 @@ async def requeue_stale(pool: asyncpg.Pool, stale_after_seconds: float) -> list[
     records = await pool.fetch(
         "UPDATE exports.exports SET status = 'pending', worker_id = NULL, heartbeat_at = NULL"
         " WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)"
-        f" RETURNING {_COLUMNS}",
+        f" RETURNING {ROW_COLUMNS}",
         stale_after_seconds,
     )
     return [ExportRow.from_record(r) for r in records]

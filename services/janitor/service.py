@@ -46,6 +46,7 @@ async def expire(ctx: JanitorContext, export_id: UUID) -> bool:
 
 @dataclass
 class SweepReport:
+    finished: int = 0  # deletions a crash left unfinished (their tombstones)
     expired: int = 0
     evicted: int = 0
     requeued: int = 0
@@ -57,6 +58,7 @@ async def sweep(ctx: JanitorContext) -> SweepReport:
     """Catch whatever a timer or a worker missed."""
     report = SweepReport()
     settings = ctx.settings
+    report.finished = await finish_deletions(ctx)
     for row in await repository.expired(ctx.pool):
         report.expired += await remove_export(ctx, row, "expired")
     report.evicted = await retention.enforce_caps(ctx.pool, ctx.store, ctx.broker, settings)
@@ -68,9 +70,21 @@ async def sweep(ctx: JanitorContext) -> SweepReport:
     return report
 
 
+async def finish_deletions(ctx: JanitorContext) -> int:
+    """Every deletion a crash left unfinished, at once: its file removed, its tombstone too.
+
+    Run first in every sweep and when the janitor starts (``shared.retention``).
+    """
+    return await retention.finish_deletions(ctx.pool, ctx.store, ctx.settings.s3_bucket, ctx.broker)
+
+
 async def remove_orphans(ctx: JanitorContext) -> int:
-    """Objects with no export row, older than ``orphan_age_seconds`` (a crash between upload
-    and record), and incomplete multipart uploads as old."""
+    """Objects with no export row, older than ``orphan_age_seconds``, and
+    incomplete multipart uploads as old (a worker killed mid-upload).
+
+    A backstop: a deleted export's file is removed through its tombstone at once, and a worker
+    makes an object only while it holds a live row, so nothing on these paths leaves one.
+    """
     objects = await object_store.list_objects(ctx.store, ctx.settings.s3_bucket, "exports/")
     cutoff = datetime.now(UTC) - timedelta(seconds=ctx.settings.orphan_age_seconds)
     old = [o for o in objects if o.last_modified is None or o.last_modified < cutoff]

@@ -273,7 +273,11 @@ async def run(
 ) -> exports_repo.ExportRow:
     """Produce the file of a claimed export; return the completed row.
 
-    Any failure or cancel aborts the multipart upload, so no partial object is ever left.
+    Any failure or cancel aborts the multipart upload, so no partial object is ever left. The
+    object is made only while the row is held and still this worker's running one
+    (``exports_repo.complete``): for a row deleted, cancelled or taken over meanwhile the
+    upload is aborted, so no file ever outlives its record, and a takeover's file is never
+    touched.
     """
     upload = object_store.StreamingUpload(
         ctx.store,
@@ -287,7 +291,7 @@ async def run(
     try:
         count = await _render(ctx, row, progress, upload.write)
         progress.check()
-        sha256 = await upload.finish()
+        sha256 = await upload.seal()
     except BaseException:
         await upload.abort()
         raise
@@ -296,12 +300,20 @@ async def run(
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beat
-    done = await exports_repo.complete(
-        ctx.pool, row.id, ctx.worker_id, row_count=count, file_size_bytes=upload.size, sha256=sha256
-    )
+    try:
+        done = await exports_repo.complete(
+            ctx.pool,
+            row.id,
+            ctx.worker_id,
+            row_count=count,
+            file_size_bytes=upload.size,
+            sha256=sha256,
+            publish=upload.complete,
+        )
+    finally:
+        await upload.abort()  # nothing once the object was made; else no object is ever made
     if done is None:
-        # Cancelled or deleted in the last moment: the file must not outlive its record.
-        await object_store.remove(ctx.store, ctx.settings.s3_bucket, row.object_key)
+        # Cancelled, deleted or taken over in the last moment: the file was never made.
         current = await exports_repo.get_any(ctx.pool, row.id)
         if current is not None and current.status == "running":
             raise ExportLost()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from services.api import api_keys
 from services.api.deps import CurrentUser, PoolDep
 from services.api.errors import NotFound
+from services.api.repository import ApiKey
 from shared.dto import CamelModel, ErrorBody
 
 router = APIRouter(prefix="/api/v1/user/api-keys", tags=["api-keys"])
@@ -51,14 +52,8 @@ class ApiKeyList(CamelModel):
     api_keys: list[ApiKeyPublic]
 
 
-def _public(key: api_keys.ApiKey) -> ApiKeyPublic:
-    return ApiKeyPublic(
-        id=key.id,
-        name=key.name,
-        prefix=key.prefix,
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-    )
+def _public(key: ApiKey) -> ApiKeyPublic:
+    return ApiKeyPublic.model_validate(key, from_attributes=True)
 
 
 @router.post(

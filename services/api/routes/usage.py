@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter
 
-from services.api import usage
+from services.api import repository
 from services.api.deps import CurrentUser, PoolDep, SettingsDep
 from shared.dto import CamelModel, ErrorBody
 
@@ -23,11 +25,9 @@ class UsagePublic(CamelModel):
 
 @router.get("/usage", response_model=UsagePublic, responses={401: {"model": ErrorBody}})
 async def get_usage(user: CurrentUser, pool: PoolDep, settings: SettingsDep) -> dict[str, int]:
-    mine = await usage.user_usage(pool, user.id)
+    mine = await repository.user_usage(pool, user.id)
     return UsagePublic(
-        used_bytes=mine.used_bytes,
-        completed_exports=mine.completed_exports,
-        active_exports=mine.active_exports,
+        **asdict(mine),
         max_concurrent=settings.max_concurrent_per_user,
         max_completed=settings.max_completed_per_user,
         retention_seconds=settings.retention_seconds,

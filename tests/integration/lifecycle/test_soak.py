@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USERS = 10
 PER_USER = 20
+KEPT = 10  # EXPORTS_MAX_COMPLETED_PER_USER's default
 
 
 async def test_soak_with_a_worker_killed_every_few_seconds(
@@ -103,6 +104,29 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
         stop.set()
         monkey.join()
         elapsed = time.monotonic() - started
+        # Settled: every deletion finished (no tombstone: a worker killed mid-eviction leaves
+        # one, which the next sweep finishes at once) and the cap applied to every user (the
+        # last completions' evictions ran, by their worker or by the sweep). Only then can rows
+        # and objects be compared without racing a deletion in flight.
+        settle_by = time.monotonic() + 60
+        while True:
+            tombstones = await conn.fetchval(
+                "SELECT count(*) FROM exports.deletions WHERE user_id = ANY($1::uuid[])", users
+            )
+            over_cap = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT user_id FROM exports.exports"
+                " WHERE user_id = ANY($1::uuid[]) AND status = 'completed'"
+                " GROUP BY user_id HAVING count(*) > $2) o",
+                users,
+                KEPT,
+            )
+            if (tombstones, over_cap) == (0, 0):
+                break
+            assert time.monotonic() < settle_by, (
+                f"not settled: {tombstones} deletions unfinished, {over_cap} users over the cap"
+            )
+            await asyncio.sleep(0.5)
+        settled = time.monotonic() - started - elapsed
         rows = await conn.fetch(
             "SELECT id, user_id, status, sha256, object_key, attempt, error FROM exports.exports"
             " WHERE user_id = ANY($1::uuid[])",
@@ -116,6 +140,7 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
     # max_completed_per_user (10) evicts older completed exports as new ones finish.
     assert not failed, [(r["status"], r["attempt"], r["error"]) for r in failed][:5]
     assert statuses == {"completed"}
+    assert len(rows) == USERS * KEPT
     keys = {r["object_key"]: r for r in rows}
     stored = {k for u in users for k in objects(restartable, f"exports/{u}/")}
     assert stored == set(keys), "every object has a row and every completed row an object"
@@ -129,8 +154,10 @@ async def test_soak_with_a_worker_killed_every_few_seconds(
             response.release_conn()
         assert digest == row["sha256"]
     retried = sum(1 for r in rows if r["attempt"] > 1)
+    finished = system.log("janitor").count("finished a deletion left unfinished")
     print(
         f"\nsoak: {len(created)} exports by {USERS} users on 3 workers in {elapsed:.1f} s;"
         f" {kills} worker kills; {len(rows)} kept (cap 10/user), all completed and verified;"
-        f" {retried} of the kept ones needed a takeover"
+        f" {retried} of the kept ones needed a takeover; {finished} deletions finished by the"
+        f" janitor; settled {settled:.1f} s after the last export"
     )

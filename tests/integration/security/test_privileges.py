@@ -138,6 +138,9 @@ async def test_an_export_runs_end_to_end_with_each_service_on_its_own_role(
         ):
             await asyncio.sleep(0.5)
         assert await conn.fetchval("SELECT count(*) FROM exports.exports") == 0
+        # Every deletion (the worker's eviction, the api's delete, the janitor's expiry) was
+        # finished by its own role: no tombstone is left.
+        assert await conn.fetchval("SELECT count(*) FROM exports.deletions") == 0
     finally:
         await conn.close()
     assert list(store(real_servers).list_objects(bucket, prefix="exports/", recursive=True)) == []
@@ -184,6 +187,7 @@ FORBIDDEN = {
         "SELECT count(*) FROM exports.api_keys",
         "DELETE FROM exports.idempotency_keys",
         "CREATE TABLE exports.evil (id int)",
+        "UPDATE exports.deletions SET reason = 'x'",
     ],
 }
 
@@ -213,7 +217,14 @@ async def test_what_a_service_needs_is_allowed(stack: Stack) -> None:
         "worker": ["SELECT count(*) FROM read_progress", "UPDATE exports.exports SET rows_written = 0 WHERE false"],
         "janitor": ["DELETE FROM exports.exports WHERE false"],
     }  # fmt: skip
+    tombstones = [  # every service deletes rows: each writes and finishes their tombstones
+        "INSERT INTO exports.deletions (object_key, export_id, user_id, reason)"
+        " SELECT 'k', gen_random_uuid(), gen_random_uuid(), 'expired' WHERE false",
+        "DELETE FROM exports.deletions WHERE false RETURNING reason",
+        "SELECT count(*) FROM exports.deletions",
+    ]
     for service, statements in allowed.items():
+        statements = statements + tombstones
         conn = await asyncpg.connect(stack.urls[service])
         try:
             for statement in statements:

@@ -13,10 +13,16 @@ def test_each_service_gets_only_its_tables() -> None:
     janitor = [s for s in grants if s.endswith('TO "j"')]
     assert janitor == [
         'GRANT USAGE ON SCHEMA "exports" TO "j"',
+        'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "j"',
         'GRANT SELECT, UPDATE, DELETE ON "exports"."exports" TO "j"',
     ]
     worker = [s for s in grants if s.endswith('TO "w"')]
-    assert not any("INSERT" in s for s in worker)
+    # The only table the worker inserts into: the tombstones of the exports it evicts.
+    assert [s for s in worker if "INSERT" in s] == [
+        'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "w"'
+    ]
+    api = [s for s in grants if s.endswith('TO "a"')]
+    assert 'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "a"' in api
     assert not any('"users"' in s or "api_keys" in s or "idempotency" in s for s in worker)
     assert all(s.startswith("GRANT SELECT ON") for s in worker if '"public".' in s)
     api = [s for s in grants if s.endswith('TO "a"')]
