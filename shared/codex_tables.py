@@ -63,8 +63,10 @@ CODEX_TABLES = (
 WORKER_TABLES = tuple(
     t for t in CODEX_TABLES if t not in ("users", "api_keys", "sharing_tags", "access_groups")
 )
-# The tables the api reads: library names, users (sign-in, is_active) and Codex's API keys.
-API_TABLES = ("libraries", "users", "api_keys")
+# The tables the api reads: library names, users (sign-in, is_active), Codex's API keys, and
+# the tables an export reads, which the estimate (SPEC §11) counts and samples with the
+# worker's own queries (``shared/catalog_query.py``).
+API_TABLES = tuple(dict.fromkeys(("libraries", "users", "api_keys", *WORKER_TABLES)))
 
 # Deterministic ids for rows whose id the writer did not give (Codex uses random v4 ids; a
 # name-based one keeps the demo and the fixtures identical from run to run).

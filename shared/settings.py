@@ -34,6 +34,8 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr = SecretStr("")
     jwt_ttl_seconds: int = Field(default=86400, gt=0)
+    # Lifetime of a download link (SPEC §11): the browser must start, and resume, within it.
+    download_link_seconds: int = Field(default=60, gt=0)
     dev_mode: bool = False
 
     retention_seconds: int = Field(default=604800, gt=0)

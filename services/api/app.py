@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,11 +25,16 @@ from services.api.limits import BodyLimitMiddleware
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
 from shared.bus import make_broker
+from shared.logs import redact
 from shared.settings import Settings
 from shared.streams import ensure_stream
 from shared.subjects import REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
+# One JSON line per request (uvicorn's own access log stays off: this one has the request id
+# and the fields as JSON, and never the query's tokens). Probes are logged at DEBUG only.
+access_log = logging.getLogger("services.api.access")
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 RELAY_INTERVAL_SECONDS = 5.0
 
 
@@ -84,8 +90,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not (0 < len(rid) <= 100 and rid.isprintable()):
             rid = uuid.uuid4().hex
         request.state.request_id = rid
+        started = time.perf_counter()
         response = await call_next(request)
         response.headers[REQUEST_ID_HEADER] = rid
+        path = request.url.path
+        query = request.url.query
+        # A download link's token is a credential: the query is logged with it redacted.
+        shown_path = redact(f"{path}?{query}") if query else path
+        access_log.log(
+            logging.DEBUG if path in _PROBES else logging.INFO,
+            "%s %s %d",
+            request.method,
+            shown_path,
+            response.status_code,
+            extra={
+                "request_id": rid,
+                "method": request.method,
+                "path": shown_path,
+                "status": response.status_code,
+                # Until the response starts: a streamed download's transfer is not included.
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
         return response
 
     @app.exception_handler(ApiError)

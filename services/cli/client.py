@@ -388,12 +388,19 @@ def _emit_json(value: Any, out: TextIO) -> None:
 # Downloads
 
 
+def names_a_directory(output: str) -> bool:
+    """``-o backups/`` (a trailing separator) or an existing directory: save inside it, under
+    the server's file name; the directory is created when missing. Anything else is a file."""
+    separators = tuple(s for s in (os.sep, os.altsep, "/") if s)
+    return output.endswith(separators) or Path(output).expanduser().is_dir()
+
+
 def _target_path(output: str | None, export: dict[str, Any]) -> Path:
     name = Path(str(export.get("fileName") or f"export-{export['id']}")).name
     if output is None:
         return Path.cwd() / name
     path = Path(output).expanduser()
-    return path / name if path.is_dir() else path
+    return path / name if names_a_directory(output) else path
 
 
 def _sha256_of(path: Path) -> str:
@@ -926,7 +933,11 @@ def register(sub: Any) -> None:
     create.add_argument("--preset", choices=("llm", "all"), help="LLM preset or select all")
     create.add_argument("--wait", action="store_true", help="wait until it has ended")
     create.add_argument(
-        "--output", "-o", metavar="FILE", help="wait, then download to FILE (or into a directory)"
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="wait, then download to FILE, or into a directory (DIR/ or an existing one; "
+        "created when missing) under the server's file name",
     )
     create.add_argument("--idempotency-key", metavar="KEY", help="retry-safe creation")
 
@@ -942,5 +953,7 @@ def register(sub: Any) -> None:
         "download", parents=[common], help="download a completed export (resumable, verified)"
     )
     download.add_argument("id", metavar="ID")
-    download.add_argument("--output", "-o", metavar="FILE", help="file or directory")
+    download.add_argument(
+        "--output", "-o", metavar="FILE", help="a file, or a directory (DIR/ or an existing one)"
+    )
     actions.add_parser("fields", parents=[common], help="the field catalogs, groups and presets")

@@ -4,8 +4,9 @@
 tables, after ``migrate``) first revokes every table privilege the roles hold in the exports
 and catalog schemas, then grants:
 
-- api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys), SELECT,
-  INSERT, UPDATE, DELETE on the exports schema's tables (exports, idempotency keys, its own API
+- api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys, and the
+  tables an export reads, which ``POST /estimate`` counts and samples), SELECT, INSERT, UPDATE,
+  DELETE on the exports schema's tables (exports, idempotency keys, its own API
   keys) and SELECT on its library access rules.
 - worker: SELECT on the catalog tables an export reads (never ``users`` or ``api_keys``) and on
   ``exports.user_library_access``, and SELECT, UPDATE, DELETE on ``exports.exports`` — UPDATE to

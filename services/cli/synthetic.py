@@ -108,7 +108,9 @@ async def build_synthetic(
             " page_count, file_hash, modified_at, created_at, updated_at)"
             f" SELECT {book_id}, {book_series_id}, $3::uuid,"
             " '/synthetic/series-' || (1 + (b - 1) / $2) || '/book-' || b || '.cbz',"
-            " 'book-' || b || '.cbz', 1000000 + (b * 7919) % 90000000, 'cbz', 20 + b % 200, '',"
+            # bigint: b * 7919 overflows int4 past 271,000 books.
+            " 'book-' || b || '.cbz', 1000000 + (b::bigint * 7919) % 90000000, 'cbz',"
+            " 20 + b % 200, '',"
             " timestamptz '2024-01-01 00:00:00+00' + b * interval '1 second',"
             " timestamptz '2024-01-01 00:00:00+00' + b * interval '1 second',"
             " timestamptz '2024-06-01 00:00:00+00' + b * interval '1 second'"

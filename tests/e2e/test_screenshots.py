@@ -5,6 +5,7 @@ They double as layout checks: each state is also measured for sideways overflow 
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 import pytest
@@ -48,6 +49,7 @@ def test_screenshots(
                 expect(page.locator("#usage")).to_be_visible()
                 screenshot(page, f"empty-state-{size}")
             dialog = open_dialog(page)
+            expect(dialog.locator("#export-estimate")).to_have_text(re.compile("^about "))
             screenshot(page, f"new-export-dialog-{size}", full_page=False)
             page.keyboard.press("Escape")
             expect(dialog).to_be_hidden()

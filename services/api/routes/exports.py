@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.api import service
-from services.api.deps import BrokerDep, CurrentUser, PoolDep, SettingsDep, StoreDep
+from services.api import links, service
+from services.api.auth import User
+from services.api.deps import (
+    ApiKeyCredential,
+    BearerCredentials,
+    BrokerDep,
+    CodexKeysDep,
+    CurrentUser,
+    PoolDep,
+    SettingsDep,
+    StoreDep,
+    get_current_user,
+)
 from services.api.download import download_response
-from services.api.errors import EXPORT_NOT_FOUND, NotFound
+from services.api.errors import EXPORT_NOT_FOUND, NotFound, NotReady
+from services.api.estimate import estimate_export
 from services.api.events import progress_events
 from shared import fields as catalog
 from shared import repository as exports_repo
-from shared.dto import ErrorBody, ExportCreate, ExportList, ExportPublic
+from shared.dto import CamelModel, ErrorBody, ExportCreate, ExportList, ExportPublic
 
 router = APIRouter(prefix="/api/v1/user/exports/series", tags=["exports"])
 
@@ -53,6 +67,25 @@ async def create(
     return JSONResponse(_public(row), status_code=202)
 
 
+class EstimatePublic(CamelModel):
+    """What an export would hold: its rows by section, and about how many bytes (SPEC §11)."""
+
+    series: int
+    books: int
+    bytes: int | None  # None for a format that has no size model yet
+
+
+@router.post(
+    "/estimate",
+    response_model=EstimatePublic,
+    responses={**ERRORS, 503: {"model": ErrorBody}},
+)
+async def estimate(body: ExportCreate, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
+    """Counts and a size estimate for a create body, before anything is queued."""
+    found = await estimate_export(pool, user.id, body)
+    return EstimatePublic(series=found.series, books=found.books, bytes=found.bytes).model_dump()
+
+
 @router.get("", response_model=ExportList, responses=ERRORS)
 async def list_exports(user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
     rows = await exports_repo.list_for_user(pool, user.id)
@@ -76,16 +109,81 @@ async def get_one(export_id: UUID, user: CurrentUser, pool: PoolDep) -> dict[str
     return _public(await _own(pool, export_id, user.id))
 
 
+class DownloadLink(CamelModel):
+    """A URL that downloads the export without other credentials, until ``expiresAt``."""
+
+    url: str
+    expires_at: datetime
+
+
+@router.post("/{export_id}/download-link", response_model=DownloadLink, responses=ERRORS)
+async def download_link(
+    export_id: UUID, user: CurrentUser, pool: PoolDep, settings: SettingsDep
+) -> JSONResponse:
+    """A short-lived link to the export's file (SPEC §11); completed exports only (else 409)."""
+    row = await _own(pool, export_id, user.id)
+    if row.status != "completed" or row.sha256 is None:
+        raise NotReady(f"Export is not ready for download (status: {row.status})")
+    link = links.sign(
+        settings.jwt_secret.get_secret_value(),
+        user.id,
+        row.id,
+        row.sha256,
+        settings.download_link_seconds,
+    )
+    url = f"{router.prefix}/{row.id}/download?token={link.token}"
+    body = DownloadLink(url=url, expires_at=link.expires_at)
+    # The link is a credential for its life: no cache may keep it.
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True), headers={"Cache-Control": "no-store"}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _DownloadCaller:
+    """Who downloads: a signed-in caller, or whoever holds a download link's token."""
+
+    user: User | None
+    token: str | None
+
+
+async def _download_caller(
+    pool: PoolDep,
+    settings: SettingsDep,
+    codex_keys: CodexKeysDep,
+    bearer: BearerCredentials,
+    api_key: ApiKeyCredential,
+    token: Annotated[
+        str | None,
+        Query(
+            description="A download link's token (POST /{export_id}/download-link): with it, "
+            "no other credential is needed.",
+        ),
+    ] = None,
+) -> _DownloadCaller:
+    # The link decides when there is one: it is what a browser's download manager follows,
+    # and it names its own user.
+    if token is not None:
+        return _DownloadCaller(None, token)
+    return _DownloadCaller(
+        await get_current_user(pool, settings, codex_keys, bearer, api_key), None
+    )
+
+
 @router.get("/{export_id}/download", responses={**ERRORS, 410: {"model": ErrorBody}})
 async def download(
     export_id: UUID,
     request: Request,
-    user: CurrentUser,
     pool: PoolDep,
     store: StoreDep,
     settings: SettingsDep,
+    caller: Annotated[_DownloadCaller, Depends(_download_caller)],
 ) -> Response:
-    row = await _own(pool, export_id, user.id)
+    if caller.user is not None:
+        row = await _own(pool, export_id, caller.user.id)
+    else:
+        secret = settings.jwt_secret.get_secret_value()
+        row = await links.export_for_link(pool, secret, export_id, caller.token or "")
     return await download_response(request, row, store, settings.s3_bucket)
 
 

@@ -17,8 +17,9 @@ const state = {
   exports: [],
   loaded: false,
   labels: null,
-  downloading: new Map(), // export id -> fraction received
+  downloading: new Map(), // export id -> 0 while its download link is being fetched
   cancelling: new Set(),
+  rerunning: new Set(),
   pollTimer: null,
   listSeq: 0,
   expiryTimer: null,
@@ -111,8 +112,10 @@ function render() {
     labels: state.labels,
     downloading: state.downloading,
     cancelling: state.cancelling,
+    rerunning: state.rerunning,
     onDownload: download,
     onCancel: cancel,
+    onRunAgain: runAgain,
     onDelete: remove,
   });
 }
@@ -202,21 +205,42 @@ async function download(exp) {
   if (state.downloading.has(exp.id)) return;
   state.downloading.set(exp.id, 0);
   render();
-  let lastShown = 0;
   try {
-    await downloadExport(exp, (fraction) => {
-      state.downloading.set(exp.id, fraction);
-      if (fraction - lastShown >= 0.05 || fraction === 1) {
-        lastShown = fraction;
-        render();
-      }
-    });
+    await downloadExport(exp);
+    announce(`Download started: ${exp.fileName}. Your browser shows its progress.`);
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) notify(`Download failed: ${err.message}`, "error");
-    if (err instanceof ApiError && (err.status === 404 || err.status === 410)) refresh();
+    if (err instanceof ApiError && (err.status === 404 || err.status === 409 || err.status === 410)) refresh();
   } finally {
+    // The browser has the link: its download manager takes over (progress, pause, resume).
     state.downloading.delete(exp.id);
     render();
+  }
+}
+
+/** The create body an export was made from (every request field its DTO carries). */
+function requestOf(exp) {
+  const body = { format: exp.format, exportType: exp.exportType, libraryIds: exp.libraryIds };
+  if (exp.exportType !== "books") body.fields = exp.fields;
+  if (exp.exportType !== "series") body.bookFields = exp.bookFields;
+  if (exp.compression) body.compression = exp.compression;
+  return body;
+}
+
+/** "Run again": the ended export's request, queued as a new export (the old one stays). */
+async function runAgain(exp) {
+  if (state.rerunning.has(exp.id)) return;
+  state.rerunning.add(exp.id);
+  render();
+  try {
+    const created = await api(EXPORTS, { method: "POST", body: requestOf(exp) });
+    state.rerunning.delete(exp.id);
+    onCreated(created);
+  } catch (err) {
+    state.rerunning.delete(exp.id);
+    render();
+    // The server's words: a limit reached, a library no longer readable, a field gone…
+    if (!(err instanceof ApiError && err.status === 401)) notify(`Could not run it again: ${err.message}`, "error");
   }
 }
 

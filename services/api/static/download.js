@@ -1,37 +1,28 @@
-// Downloads need the Authorization header, which a plain <a href> cannot send. So the file is
-// fetched with the header, its body read as a stream (reporting progress), kept as a Blob, and
-// handed to the browser's download manager through a temporary object URL with the file's name.
-// Browsers keep large Blobs on disk rather than in memory (Chromium spills past a few hundred MB),
-// and the token never appears in a URL, a log or the history.
+// Downloads go through the browser's own download manager, never through the page's memory.
+//
+// A plain <a href> cannot send the Authorization header, so the page first asks the API for a
+// download link (POST /{id}/download-link, SPEC §11): a URL whose short-lived token (60 s by
+// default) opens this one export's file and nothing else. An <a href download> click then hands
+// that URL to the browser, which streams the file to disk with its own progress and, when the
+// connection breaks, resumes it with Range on the same URL while the link lives. The page never
+// holds a byte of the file. The link expires within a minute, so one left in the download
+// history or pasted somewhere opens nothing later; the page's Referrer-Policy is no-referrer.
 
-import { EXPORTS, request } from "./api.js";
+import { EXPORTS, api } from "./api.js";
 
 /**
- * Download one completed export; `onProgress(fraction)` is called as bytes arrive.
- * Resolves when the browser has been handed the file; rejects with ApiError on a refusal.
+ * Start the browser's download of one completed export. Resolves once the browser has been
+ * handed the link; rejects with ApiError when the API refuses one (409 not ready, 404 gone…).
  */
-export async function downloadExport(exp, onProgress = () => {}) {
-  const response = await request(`${EXPORTS}/${exp.id}/download`, { headers: { Accept: "*/*" } });
-  const total = Number(response.headers.get("Content-Length")) || exp.fileSizeBytes || 0;
-  const type = response.headers.get("Content-Type") || "application/octet-stream";
-  const chunks = [];
-  let received = 0;
-  const reader = response.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    received += value.byteLength;
-    if (total) onProgress(Math.min(1, received / total));
-  }
-  const url = URL.createObjectURL(new Blob(chunks, { type }));
-  const link = document.createElement("a");
-  link.href = url;
-  link.download = exp.fileName;
-  link.hidden = true;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  // The download manager holds its own reference once started; free ours a little later.
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+export async function downloadExport(exp) {
+  const link = await api(`${EXPORTS}/${exp.id}/download-link`, { method: "POST" });
+  const anchor = document.createElement("a");
+  anchor.href = link.url;
+  anchor.download = exp.fileName; // the server's Content-Disposition names it the same
+  anchor.rel = "noopener";
+  anchor.hidden = true;
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  return link;
 }

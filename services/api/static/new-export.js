@@ -2,7 +2,12 @@
 
 import { api, ApiError, EXPORTS, PAGE_API } from "./api.js";
 import { byId, h, nextId, srOnly } from "./dom.js";
+import { formatBytes, formatCount } from "./format.js";
 import { trapFocus } from "./modal.js";
+
+// The estimate follows the choices without a request per click: it waits for this long after
+// the last change, and a newer request aborts the one still in flight.
+const ESTIMATE_DELAY_MS = 300;
 
 // SPEC §6 messages, so the page says exactly what the API would.
 export const MESSAGES = {
@@ -37,12 +42,19 @@ export class NewExportDialog {
     this.sections = {}; // kind -> {root, boxes: Map(key -> input), groups: [...], error, count}
     this.opener = null;
     this.busy = false;
+    this.estimateEl = byId("export-estimate");
+    this.estimateTimer = null;
+    this.estimateAbort = null;
+    this.estimatedFor = null; // the body the shown estimate answers (JSON)
 
     trapFocus(this.dialog);
     for (const button of this.dialog.querySelectorAll("[data-close]")) {
       button.addEventListener("click", () => this.dialog.close());
     }
-    this.dialog.addEventListener("close", () => this.opener?.focus());
+    this.dialog.addEventListener("close", () => {
+      this.stopEstimate();
+      this.opener?.focus();
+    });
     this.form.addEventListener("change", (event) => this.onChange(event));
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -315,6 +327,58 @@ export class NewExportDialog {
     const type = { series: "Series", books: "Books", both: "Series + Books" }[this.exportType];
     this.summary.textContent =
       `${type} · ${format} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
+    this.scheduleEstimate();
+  }
+
+  // --- the estimate (POST /estimate, SPEC §11) --------------------------------------------
+
+  /** Ask for an estimate of the current choices once they have settled for a moment. */
+  scheduleEstimate() {
+    clearTimeout(this.estimateTimer);
+    if (!this.catalog || !this.dialog.open) return;
+    const body = this.requestBody();
+    const key = body && JSON.stringify(body);
+    if (key === this.estimatedFor) return; // what is shown answers these very choices
+    this.estimateAbort?.abort();
+    this.estimateAbort = null;
+    this.estimatedFor = null;
+    if (!body) {
+      // Nothing to estimate until a library and a field are chosen (submit says which).
+      this.showEstimate("");
+      return;
+    }
+    this.showEstimate("Estimating size…", "pending");
+    this.estimateTimer = setTimeout(() => this.fetchEstimate(body, key), ESTIMATE_DELAY_MS);
+  }
+
+  async fetchEstimate(body, key) {
+    const abort = new AbortController();
+    this.estimateAbort = abort;
+    try {
+      const estimate = await api(`${EXPORTS}/estimate`, { method: "POST", body, signal: abort.signal });
+      if (abort.signal.aborted) return;
+      this.estimatedFor = key;
+      this.showEstimate(estimateText(estimate, body.exportType));
+    } catch (err) {
+      if (err.name === "AbortError" || abort.signal.aborted) return; // superseded
+      if (err instanceof ApiError && err.status === 401) return; // the page asks for a sign-in
+      this.showEstimate(err instanceof ApiError && err.status === 400 ? "" : "Size estimate unavailable", "pending");
+    } finally {
+      if (this.estimateAbort === abort) this.estimateAbort = null;
+    }
+  }
+
+  showEstimate(text, state = "done") {
+    this.estimateEl.textContent = text;
+    this.estimateEl.dataset.state = state;
+  }
+
+  stopEstimate() {
+    clearTimeout(this.estimateTimer);
+    this.estimateAbort?.abort();
+    this.estimateAbort = null;
+    this.estimatedFor = null;
+    this.showEstimate("");
   }
 
   // --- validation and submit --------------------------------------------------------------
@@ -360,6 +424,21 @@ export class NewExportDialog {
     return first;
   }
 
+  /** The create body of the current choices (the estimate asks with the same), or null while
+   * no library or no field of a needed section is chosen. */
+  requestBody() {
+    const kinds = sectionsFor(this.exportType);
+    const body = {
+      format: this.format,
+      exportType: this.exportType,
+      libraryIds: this.libraryBoxes().filter((b) => b.checked).map((b) => b.value),
+    };
+    if (kinds.includes("series")) body.fields = this.selected("series");
+    if (kinds.includes("books")) body.bookFields = this.selected("books");
+    const empty = !body.libraryIds.length || kinds.some((kind) => !this.selected(kind).length);
+    return empty ? null : body;
+  }
+
   setBusy(busy) {
     this.busy = busy;
     this.submitButton.disabled = busy;
@@ -373,14 +452,7 @@ export class NewExportDialog {
       invalid.focus();
       return;
     }
-    const kinds = sectionsFor(this.exportType);
-    const body = {
-      format: this.format,
-      exportType: this.exportType,
-      libraryIds: this.libraryBoxes().filter((b) => b.checked).map((b) => b.value),
-    };
-    if (kinds.includes("series")) body.fields = this.selected("series");
-    if (kinds.includes("books")) body.bookFields = this.selected("books");
+    const body = this.requestBody();
     this.setBusy(true);
     try {
       const created = await api(EXPORTS, { method: "POST", body });
@@ -397,4 +469,13 @@ export class NewExportDialog {
       this.setBusy(false);
     }
   }
+}
+
+/** "about 1,240 series · 18 MB"; both sections: "about 310 series · 3,020 books · 4.1 MB". */
+export function estimateText(estimate, exportType) {
+  const parts = [];
+  if (exportType !== "books") parts.push(`${formatCount(estimate.series)} series`);
+  if (exportType !== "series") parts.push(`${formatCount(estimate.books)} book${estimate.books === 1 ? "" : "s"}`);
+  if (estimate.bytes !== null && estimate.bytes !== undefined) parts.push(formatBytes(estimate.bytes));
+  return `about ${parts.join(" · ")}`;
 }

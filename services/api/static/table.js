@@ -98,7 +98,7 @@ function actionsCell(exp, ctx) {
           disabled: busy,
           onclick: () => ctx.onDownload(exp),
         },
-        busy ? (progress > 0 ? `Downloading ${Math.round(progress * 100)}%` : "Downloading…") : "Download",
+        busy ? "Starting…" : "Download",
       ),
     );
   }
@@ -115,6 +115,23 @@ function actionsCell(exp, ctx) {
           onclick: () => ctx.onCancel(exp),
         },
         ctx.cancelling.has(exp.id) ? "Cancelling…" : "Cancel",
+      ),
+    );
+  }
+  if (!isInFlight(exp)) {
+    // An ended export (completed, failed or cancelled): the same request as a new export.
+    buttons.push(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "btn btn-sm",
+          dataset: { action: "run-again" },
+          "aria-label": `Run again: ${exp.fileName}`,
+          disabled: ctx.rerunning.has(exp.id),
+          onclick: () => ctx.onRunAgain(exp),
+        },
+        ctx.rerunning.has(exp.id) ? "Starting…" : "Run again",
       ),
     );
   }
@@ -152,6 +169,7 @@ function signature(exp, ctx) {
     formatRelative(exp.expiresAt),
     ctx.downloading.get(exp.id),
     ctx.cancelling.has(exp.id),
+    ctx.rerunning.has(exp.id),
     Boolean(ctx.labels),
   ]);
 }

@@ -344,6 +344,8 @@ def test_authentication_is_required_everywhere(demo_system: System) -> None:
         ("GET", f"{URL}/fields"),
         ("GET", f"{URL}/{some}"),
         ("GET", f"{URL}/{some}/download"),
+        ("POST", f"{URL}/{some}/download-link"),
+        ("POST", f"{URL}/estimate"),
         ("DELETE", f"{URL}/{some}"),
         ("GET", "/api/v1/libraries"),
     ):

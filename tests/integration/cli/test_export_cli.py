@@ -31,7 +31,11 @@ URL = "/api/v1/user/exports/series"
 
 
 def cli(
-    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 180
+    *args: str,
+    home: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 180,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``codex-exports`` with a private config/state home (no dev stack, no saved token)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
@@ -43,6 +47,7 @@ def cli(
         env={**base, **(env or {})},
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -174,6 +179,30 @@ def test_library_by_name_and_groups_markdown(
     assert saved.name == export["fileName"]
     text = saved.read_text(encoding="utf-8")
     assert sum(line.startswith("## ") for line in text.splitlines()) == export["rowCount"]
+
+
+def test_output_ending_in_a_slash_is_a_new_directory(auth: list[str], home: Path) -> None:
+    """The README's example 2 on a fresh machine: ``-o backups/`` makes the directory and saves
+    the server's file name in it (it used to write a file called ``backups``)."""
+    result = cli(
+        "export", "create", "--type", "both", "--all-libraries", "--preset", "all",
+        "-o", "backups/", "--json", "--quiet", *auth, home=home, cwd=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    export = json.loads(result.stdout)
+    backups = home / "backups"
+    assert backups.is_dir()
+    saved = backups / export["fileName"]
+    assert (home / export["savedTo"]).resolve() == saved.resolve()
+    assert sha256(saved.read_bytes()) == export["sha256"]
+    assert [p.name for p in backups.iterdir()] == [export["fileName"]]  # no .part left
+    # A nested one, and `export download` too.
+    again = cli(
+        "export", "download", export["id"], "-o", str(home / "a" / "b") + "/", "--json",
+        *auth, home=home,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert (home / "a" / "b" / export["fileName"]).read_bytes() == saved.read_bytes()
 
 
 def test_books_csv_by_groups(auth: list[str], home: Path) -> None:

@@ -105,9 +105,15 @@ async def test_an_export_runs_end_to_end_with_each_service_on_its_own_role(
     body = {"format": "json", "exportType": "both", "libraryIds": [stack.library], "preset": "all"}
     with system.client(stack.user) as client:
         key = client.post(KEYS_URL, json={"name": "least privilege"}).json()
+        estimate = client.post(f"{URL}/estimate", json=body)
+        assert estimate.status_code == 200, estimate.text
         first = client.post(URL, json=body, headers={"Idempotency-Key": "one"}).json()
-        assert wait_for_export(client, first["id"])["status"] == "completed"
+        done = wait_for_export(client, first["id"])
+        assert done["status"] == "completed"
+        assert done["rowCount"] == estimate.json()["series"] + estimate.json()["books"]
         assert client.get(f"{URL}/{first['id']}/download").status_code == 200
+        link = client.post(f"{URL}/{first['id']}/download-link").json()["url"]
+        assert client.get(link).status_code == 200  # the link decides: the api's role reads it
     with key_client(system, key["key"]) as client:
         second = client.post(URL, json={**body, "format": "md"}).json()
         done = wait_for_export(client, second["id"])
@@ -154,8 +160,7 @@ FORBIDDEN = {
         "UPDATE users SET role = 'admin'",
         "DELETE FROM exports.user_library_access",
         "UPDATE series SET name = 'x'",
-        "SELECT count(*) FROM series",
-        "SELECT count(*) FROM read_progress",
+        "DELETE FROM read_progress",
         "SELECT count(*) FROM exports.schema_migrations",
         "CREATE TABLE exports.evil (id int)",
         "CREATE TABLE public.evil (id int)",
@@ -206,7 +211,9 @@ async def test_what_a_service_needs_is_allowed(stack: Stack) -> None:
     """The control for the refusals above: the same connections can do their own work."""
     allowed = {
         "api": ["SELECT count(*) FROM users", "SELECT count(*) FROM exports.api_keys",
-                "DELETE FROM exports.idempotency_keys WHERE false"],
+                "DELETE FROM exports.idempotency_keys WHERE false",
+                # The estimate reads what an export reads.
+                "SELECT count(*) FROM series", "SELECT count(*) FROM read_progress"],
         "worker": ["SELECT count(*) FROM read_progress", "UPDATE exports.exports SET rows_written = 0 WHERE false"],
         "janitor": ["DELETE FROM exports.exports WHERE false"],
     }  # fmt: skip
