@@ -16,6 +16,7 @@ class ExportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
     MD = "md"
+    JSONL = "jsonl"
 
 
 class ExportType(StrEnum):
@@ -47,6 +48,7 @@ class FormatInfo:
     supports_both: bool
     label: str  # for people: the page's format choice
     text: bool = True  # UTF-8 text (served with "; charset=utf-8")
+    codex: bool = False  # one of Codex's own formats (SPEC §6), whose messages keep Codex's words
 
     @property
     def media_type(self) -> str:
@@ -67,9 +69,10 @@ class FormatInfo:
 FORMATS: dict[ExportFormat, FormatInfo] = {
     info.key: info
     for info in (
-        FormatInfo(ExportFormat.JSON, ".json", "application/json", True, "JSON"),
-        FormatInfo(ExportFormat.CSV, ".csv", "text/csv", False, "CSV"),
-        FormatInfo(ExportFormat.MD, ".md", "text/markdown", True, "Markdown"),
+        FormatInfo(ExportFormat.JSON, ".json", "application/json", True, "JSON", codex=True),
+        FormatInfo(ExportFormat.CSV, ".csv", "text/csv", False, "CSV", codex=True),
+        FormatInfo(ExportFormat.MD, ".md", "text/markdown", True, "Markdown", codex=True),
+        FormatInfo(ExportFormat.JSONL, ".jsonl", "application/x-ndjson", True, "JSON Lines"),
     )
 }
 """Every format, in the order of SPEC §10 (the API lists them in this order)."""
@@ -88,7 +91,18 @@ EXPORT_TYPE_MESSAGE = "Export type must be " + quoted_list([t.value for t in Exp
 
 
 def both_unsupported_message(fmt: ExportFormat) -> str:
-    """The 400 for ``both`` with a format that holds one table (SPEC §6, §10)."""
-    able = [info.label for info in FORMATS.values() if info.supports_both]
+    """The 400 for ``both`` with a format that holds one table (SPEC §6, §10).
+
+    It names the formats that can hold both, by key in alphabetical order (``JSON, JSON Lines,
+    Markdown or Excel``). For one of Codex's own formats (CSV) it names only Codex's, so the
+    message is Codex's word for word (SPEC §6: ``Use JSON or Markdown.``) and Codex's front end
+    and scripts see what Codex says.
+    """
+    codex_only = FORMATS[fmt].codex
+    able = [
+        info.label
+        for info in sorted(FORMATS.values(), key=lambda info: info.key.value)
+        if info.supports_both and (info.codex or not codex_only)
+    ]
     listed = " or ".join(able) if len(able) <= 2 else ", ".join(able[:-1]) + " or " + able[-1]
     return f"{FORMATS[fmt].label} format is not supported for 'both' export type. Use {listed}."

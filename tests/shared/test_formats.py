@@ -24,7 +24,7 @@ def test_every_format_has_its_info_in_spec_order() -> None:
 
 
 def test_validation_messages_are_spec_sections_6_words() -> None:
-    assert FORMAT_MESSAGE == "Format must be 'json', 'csv', or 'md'"
+    assert FORMAT_MESSAGE == "Format must be 'json', 'csv', 'md', or 'jsonl'"
     assert EXPORT_TYPE_MESSAGE == "Export type must be 'series', 'books', or 'both'"
     assert (
         both_unsupported_message(ExportFormat.CSV)
@@ -55,6 +55,13 @@ def test_the_field_catalog_lists_every_format_for_the_page() -> None:
             "contentType": "text/markdown",
             "supportsBoth": True,
             "label": "Markdown",
+        },
+        {
+            "key": "jsonl",
+            "extension": ".jsonl",
+            "contentType": "application/x-ndjson",
+            "supportsBoth": True,
+            "label": "JSON Lines",
         },
     ]
 

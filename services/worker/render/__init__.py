@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from services.worker.render import copy
 from services.worker.render import csv as csv_format
 from services.worker.render import json as json_format
+from services.worker.render import jsonl as jsonl_format
 from services.worker.render import markdown as markdown_format
 from services.worker.render.encoder import Encoder, SectionKind
 from shared.formats import FORMATS, ExportFormat, ExportType, FormatInfo
@@ -87,6 +88,11 @@ RENDERERS: Mapping[ExportFormat, Renderer] = {
         FORMATS[ExportFormat.MD],
         lambda both: markdown_format.MarkdownEncoder(both=both),
         markdown_format.COPY,
+    ),
+    ExportFormat.JSONL: Renderer(
+        FORMATS[ExportFormat.JSONL],
+        lambda both: jsonl_format.JsonLinesEncoder(both=both),
+        jsonl_format.COPY,
     ),
 }
 """Every format's renderer (tests check that none is missing)."""
