@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.formats import ExportFormat, ExportStatus, ExportType
+from shared.formats import Compression, ExportFormat, ExportStatus, ExportType
 
 
 class CamelModel(BaseModel):
@@ -31,6 +31,7 @@ class ExportCreate(CamelModel):
     fields: Any = None
     book_fields: Any = None
     preset: Any = None
+    compression: Any = None  # none (default) | gzip (SPEC §10)
 
 
 class ExportPublic(CamelModel):
@@ -38,6 +39,8 @@ class ExportPublic(CamelModel):
 
     id: UUID
     format: ExportFormat
+    # How the stored file is compressed (SPEC §10); an addition to Codex's SeriesExportDto.
+    compression: Compression = Compression.NONE
     export_type: ExportType
     status: ExportStatus
     library_ids: list[UUID]

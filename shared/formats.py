@@ -1,4 +1,5 @@
-"""The output formats, export types and statuses: the one list of each (SPEC §5, §6, §10).
+"""The output formats, compressions, export types and statuses: the one list of each (SPEC §5,
+§6, §10).
 
 Every other list — API validation and its messages, the field-catalog response, file names and
 content types, metrics labels, CLI choices, the page (which reads them from the API) — is
@@ -17,6 +18,11 @@ class ExportFormat(StrEnum):
     CSV = "csv"
     MD = "md"
     JSONL = "jsonl"
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    GZIP = "gzip"
 
 
 class ExportType(StrEnum):
@@ -78,6 +84,37 @@ FORMATS: dict[ExportFormat, FormatInfo] = {
 """Every format, in the order of SPEC §10 (the API lists them in this order)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CompressionInfo:
+    """How a compression changes the stored file: its name's suffix and its content type."""
+
+    key: Compression
+    suffix: str  # appended to the format's extension: "codex-...json.gz"
+    content_type: str | None  # None: the format's own
+
+
+COMPRESSIONS: dict[Compression, CompressionInfo] = {
+    info.key: info
+    for info in (
+        CompressionInfo(Compression.NONE, "", None),
+        CompressionInfo(Compression.GZIP, ".gz", "application/gzip"),
+    )
+}
+"""Every compression, the default first (SPEC §10)."""
+
+
+def stored_extension(fmt: ExportFormat | str, compression: Compression | str) -> str:
+    """The file name's extension: the format's, then the compression's (``.csv.gz``)."""
+    return FORMATS[ExportFormat(fmt)].extension + COMPRESSIONS[Compression(compression)].suffix
+
+
+def stored_media_type(fmt: ExportFormat | str, compression: Compression | str) -> str:
+    """The ``Content-Type`` of the stored file: ``application/gzip`` once compressed (the bytes
+    served are the stored ones), else the format's."""
+    compressed = COMPRESSIONS[Compression(compression)].content_type
+    return compressed or FORMATS[ExportFormat(fmt)].media_type
+
+
 def quoted_list(values: list[str]) -> str:
     """``'a', 'b', or 'c'`` — how validation messages name the allowed values (SPEC §6)."""
     quoted = [f"'{v}'" for v in values]
@@ -88,6 +125,7 @@ def quoted_list(values: list[str]) -> str:
 
 FORMAT_MESSAGE = "Format must be " + quoted_list([f.value for f in FORMATS])
 EXPORT_TYPE_MESSAGE = "Export type must be " + quoted_list([t.value for t in ExportType])
+COMPRESSION_MESSAGE = "Compression must be " + quoted_list([c.value for c in COMPRESSIONS])
 
 
 def both_unsupported_message(fmt: ExportFormat) -> str:

@@ -17,14 +17,14 @@ from minio import Minio
 
 from services.worker import catalog, render
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
-from services.worker.render import copy
+from services.worker.render import compression, copy
 from services.worker.render.encoder import Encoder
 from shared import fields as field_catalog
 from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
-from shared.formats import FORMATS, ExportFormat, ExportType
+from shared.formats import ExportType, stored_media_type
 from shared.settings import Settings
 from shared.subjects import COMPLETED, FAILED
 from shared.timers import schedule_expiry
@@ -273,20 +273,24 @@ async def run(
 ) -> exports_repo.ExportRow:
     """Produce the file of a claimed export; return the completed row.
 
-    Any failure or cancel aborts the multipart upload, so no partial object is ever left.
+    Any failure or cancel aborts the multipart upload, so no partial object is ever left. The
+    file goes through the export's compression on its way (``render.compression``): the size
+    and SHA-256 recorded are the stored bytes'.
     """
     upload = object_store.StreamingUpload(
         ctx.store,
         ctx.settings.s3_bucket,
         row.object_key,
-        FORMATS[ExportFormat(row.format)].media_type,
+        stored_media_type(row.format, row.compression),
         part_size=ctx.settings.part_size_bytes,
     )
+    stored = compression.stage(row.compression, upload.write)
     beat = asyncio.create_task(_heartbeat(ctx, row, progress, keep_alive))
     upload.start()
     try:
-        count = await _render(ctx, row, progress, upload.write)
+        count = await _render(ctx, row, progress, stored.write)
         progress.check()
+        await stored.finish()
         sha256 = await upload.finish()
     except BaseException:
         await upload.abort()
