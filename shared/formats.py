@@ -18,6 +18,8 @@ class ExportFormat(StrEnum):
     CSV = "csv"
     MD = "md"
     JSONL = "jsonl"
+    XLSX = "xlsx"
+    PARQUET = "parquet"
 
 
 class Compression(StrEnum):
@@ -72,6 +74,8 @@ class FormatInfo:
         }
 
 
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
 FORMATS: dict[ExportFormat, FormatInfo] = {
     info.key: info
     for info in (
@@ -79,6 +83,15 @@ FORMATS: dict[ExportFormat, FormatInfo] = {
         FormatInfo(ExportFormat.CSV, ".csv", "text/csv", False, "CSV", codex=True),
         FormatInfo(ExportFormat.MD, ".md", "text/markdown", True, "Markdown", codex=True),
         FormatInfo(ExportFormat.JSONL, ".jsonl", "application/x-ndjson", True, "JSON Lines"),
+        FormatInfo(ExportFormat.XLSX, ".xlsx", XLSX_TYPE, True, "Excel", text=False),
+        FormatInfo(
+            ExportFormat.PARQUET,
+            ".parquet",
+            "application/vnd.apache.parquet",
+            False,
+            "Parquet",
+            text=False,
+        ),
     )
 }
 """Every format, in the order of SPEC §10 (the API lists them in this order)."""

@@ -529,6 +529,12 @@ def raw_query(section: Literal["series", "books"], fields: list[str]) -> RawQuer
     return RawQuery(_select(spec, keys, select), tuple(columns))
 
 
+def field_kinds(section: Literal["series", "books"]) -> dict[str, Kind]:
+    """Every field of a section by key, with the :data:`Kind` of value it holds (for the typed
+    formats: a spreadsheet cell type, a Parquet column type)."""
+    return {key: column.kind for key, column in _SECTIONS[section].columns.items()}
+
+
 def _args(scope: Scope) -> tuple[UUID, list[UUID]]:
     return scope.user_id, list(scope.library_ids)
 

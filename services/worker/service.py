@@ -107,26 +107,35 @@ async def _render(
     encoder = render.make_encoder(row.format, row.export_type)
     batch_rows = ctx.settings.batch_rows
     renderer = renderer or renderer_for(ctx.settings)
-    async with (
-        ctx.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
-        scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
-        kinds = sections(row)
-        # The count runs on a second connection in the same snapshot, while this one sorts.
-        snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-        counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
-        try:
-            await _write_sections(
-                conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
-            )
-            await counting
-        finally:
-            if not counting.done():
-                counting.cancel()
-            with contextlib.suppress(BaseException):
+    if not render.in_database(row.format):
+        renderer = "python"  # a binary format: its library writes it from typed rows
+    try:
+        async with (
+            ctx.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
+            scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
+            kinds = sections(row)
+            # The count runs on a second connection in the same snapshot, while this one sorts.
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
+            try:
+                await _write_sections(
+                    conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
+                )
                 await counting
+            finally:
+                if not counting.done():
+                    counting.cancel()
+                with contextlib.suppress(BaseException):
+                    await counting
+        # A file its library wrote on disk (XLSX) is finished and streamed once the snapshot
+        # is released; a cancel noticed meanwhile still stops the export before its upload ends.
+        await render.spool(encoder, write)
+        progress.check()
+    finally:
+        render.discard(encoder)
     return progress.rows
 
 

@@ -61,7 +61,9 @@ from services.worker.render import csv as csv_format
 from services.worker.render import json as json_format
 from services.worker.render import jsonl as jsonl_format
 from services.worker.render import markdown as markdown_format
-from services.worker.render.encoder import Encoder, SectionKind
+from services.worker.render import parquet as parquet_format
+from services.worker.render import xlsx as xlsx_format
+from services.worker.render.encoder import Encoder, SectionKind, Spooled, Write
 from shared.formats import FORMATS, ExportFormat, ExportType, FormatInfo
 
 
@@ -72,7 +74,8 @@ class Renderer:
     info: FormatInfo
     encoder: Callable[[bool], Encoder]
     """A new encoder; its argument tells whether the file holds both sections."""
-    database: copy.CopyRendering
+    database: copy.CopyRendering | None
+    """None: a binary format, written by its library from typed rows only."""
 
 
 RENDERERS: Mapping[ExportFormat, Renderer] = {
@@ -94,6 +97,12 @@ RENDERERS: Mapping[ExportFormat, Renderer] = {
         lambda both: jsonl_format.JsonLinesEncoder(both=both),
         jsonl_format.COPY,
     ),
+    ExportFormat.XLSX: Renderer(
+        FORMATS[ExportFormat.XLSX], lambda both: xlsx_format.XlsxEncoder(both=both), None
+    ),
+    ExportFormat.PARQUET: Renderer(
+        FORMATS[ExportFormat.PARQUET], lambda both: parquet_format.ParquetEncoder(), None
+    ),
 }
 """Every format's renderer (tests check that none is missing)."""
 
@@ -107,7 +116,7 @@ def as_format(fmt: str) -> ExportFormat:
 
 
 def make_encoder(fmt: str, export_type: str) -> Encoder:
-    """The encoder for ``fmt`` (json|csv|md) and ``export_type`` (series|books|both).
+    """The encoder for ``fmt`` (a format's key) and ``export_type`` (series|books|both).
 
     Raises ValueError for an unknown format or type, and for ``both`` with a format that holds
     one table (CSV; the API refuses that combination before it gets here).
@@ -122,9 +131,39 @@ def make_encoder(fmt: str, export_type: str) -> Encoder:
     return renderer.encoder(both)
 
 
+def in_database(fmt: str) -> bool:
+    """Whether ``fmt`` can be rendered by PostgreSQL (the text formats; not XLSX, Parquet)."""
+    return RENDERERS[as_format(fmt)].database is not None
+
+
 def plan(section: SectionKind, fields: list[str], fmt: str, labels: Mapping[str, str]) -> copy.Plan:
     """The database rendering of a section's ``fields`` in ``fmt`` (see ``copy.plan``)."""
-    return copy.plan(section, fields, RENDERERS[as_format(fmt)].database, labels)
+    rendering = RENDERERS[as_format(fmt)].database
+    if rendering is None:
+        raise ValueError(f"The {fmt} format is not rendered by the database")
+    return copy.plan(section, fields, rendering, labels)
 
 
-__all__ = ["RENDERERS", "Encoder", "Renderer", "as_format", "make_encoder", "plan"]
+async def spool(encoder: Encoder, write: Write) -> None:
+    """The rest of the file, for an encoder whose library writes it to disk (``Spooled``)."""
+    if isinstance(encoder, Spooled):
+        await encoder.spool(write)
+
+
+def discard(encoder: Encoder) -> None:
+    """Remove whatever the encoder wrote on the worker's disk (always safe to call)."""
+    if isinstance(encoder, Spooled):
+        encoder.discard()
+
+
+__all__ = [
+    "RENDERERS",
+    "Encoder",
+    "Renderer",
+    "as_format",
+    "discard",
+    "in_database",
+    "make_encoder",
+    "plan",
+    "spool",
+]

@@ -1,0 +1,234 @@
+"""Excel (``.xlsx``): one sheet per section, written by XlsxWriter in constant memory (SPEC §10).
+
+The workbook a spreadsheet user expects:
+
+- Sheets ``Series`` and ``Books`` (type both: both, series first). Row 1 holds the field labels,
+  bold, frozen, with an autofilter over the whole table; then one row per catalog row, in the
+  export's order (SPEC §5).
+- Cells typed as the field's kind (``catalog.field_kinds``): numbers as numbers, booleans as
+  booleans, timestamps as date-times in UTC (``yyyy-mm-dd hh:mm:ss``; Excel has no time zone,
+  so they are UTC wall-clock times). Multi-values are one text cell, items joined with ``; ``
+  as CSV writes them (authors ``Name (role)``).
+- Text is always a text cell (``write_string``; the workbook's ``strings_to_formulas``,
+  ``strings_to_urls`` and ``strings_to_numbers`` are off besides): ``=HYPERLINK(...)`` is a
+  string, never a formula, and no ``'`` guard is needed (that is CSV's). Control characters are
+  kept, in Excel's ``_xHHHH_`` escapes, which XlsxWriter writes.
+- An absent value is an empty cell.
+- Column widths from the longest label or value seen in the column (characters, between 8 and
+  60; XlsxWriter writes the widths when the sheet is closed, so they can follow the data).
+
+Where Excel has limits, the file keeps every row and says what it could not hold:
+
+- A sheet holds at most 1,048,576 rows: past that, rows go on in ``Books (2)``, ``Books (3)``,
+  … with the same header.
+- A cell holds at most 32,767 characters: a longer text is cut there (a summary, in practice).
+- Dates before 1900-03-01 are not dates to Excel (its 1900 calendar starts there, leap-year bug
+  included), nor is anything after 9999-12-31 23:59:59: such a timestamp is written as its RFC
+  3339 text instead, as JSON has it.
+- Numbers are doubles: integers beyond 2**53 lose their last digits, as in any spreadsheet.
+
+Deterministic bytes: the document's created date is fixed to 1980-01-01T00:00:00Z (the zip
+epoch; XlsxWriter stamps every part of the zip with a fixed 1980 date too), so nothing in the
+file depends on when it was written. The same rows give the same file.
+
+Memory and disk: constant memory mode writes each row to the sheet's XML in a scratch directory
+as soon as the next row starts, so memory stays flat; the zip is assembled into a file in the
+same directory by ``Workbook.close()``, which runs in a thread (it deflates the whole sheet XML:
+seconds for a large export), and is then streamed to the upload. The directory is removed
+afterwards, whatever happened (``discard``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, assert_never
+
+import xlsxwriter
+
+from services.worker import catalog
+from services.worker.catalog import Kind
+from services.worker.render.encoder import SectionKind, Write, rfc3339, text_renderers
+from shared.fields import Field
+
+SHEET_TITLES: dict[SectionKind, str] = {"series": "Series", "books": "Books"}
+MAX_ROWS = 1_048_576  # rows of one sheet, the header included
+MAX_CELL_CHARS = 32_767
+CREATED = datetime(1980, 1, 1)  # naive: XlsxWriter writes it as UTC
+TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+# Excel's first real date (serial 61; earlier ones meet its 1900 leap-year bug or are none) and
+# the last second it holds (a later fraction rounds to a serial past 9999-12-31).
+FIRST_DATE = datetime(1900, 3, 1, tzinfo=UTC)
+LAST_DATE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+MIN_WIDTH, MAX_WIDTH = 8, 60
+TIME_WIDTH = 20  # "2024-01-15 06:00:00" and the filter button
+SPOOL_CHUNK = 1024 * 1024
+_LIST_TEXT = text_renderers("; ", "true", "false")[list]
+
+Cell = Callable[[int, int, Any], int]
+"""Writes one value at (row, column); returns the width it needs in characters."""
+
+
+class XlsxEncoder:
+    """A workbook with a sheet per section; the file is produced by :meth:`spool`."""
+
+    def __init__(self, *, both: bool) -> None:
+        self._dir: Path | None = None
+        self._book: Any = None
+        self._bold: Any = None
+        self._time: Any = None
+        self._kind: SectionKind = "series"
+        self._columns: list[Field] = []
+        self._cells: list[tuple[str, Cell]] = []
+        self._sheet: Any = None
+        self._part = 0  # the section's sheets so far (more than one past Excel's row limit)
+        self._row = 0
+        self._widths: list[int] = []
+
+    # -- cells, by kind ------------------------------------------------------------------------
+
+    def _cell(self, kind: Kind) -> Cell:
+        match kind:
+            case "text" | "id":
+                return self._text
+            case "int" | "float":
+                return self._number
+            case "bool":
+                return self._boolean
+            case "time":
+                return self._timestamp
+            case "names" | "authors" | "alternate_titles" | "external_ratings":
+                return self._items
+            case _:
+                assert_never(kind)
+
+    def _text(self, row: int, col: int, value: Any) -> int:
+        text = str(value)[:MAX_CELL_CHARS]
+        self._sheet.write_string(row, col, text)
+        return len(text)
+
+    def _items(self, row: int, col: int, value: Any) -> int:
+        return self._text(row, col, _LIST_TEXT(value))
+
+    def _number(self, row: int, col: int, value: Any) -> int:
+        self._sheet.write_number(row, col, value)
+        return len(repr(value))
+
+    def _boolean(self, row: int, col: int, value: Any) -> int:
+        self._sheet.write_boolean(row, col, value)
+        return 5
+
+    def _timestamp(self, row: int, col: int, value: Any) -> int:
+        if not FIRST_DATE <= value <= LAST_DATE:
+            return self._text(row, col, rfc3339(value))
+        naive = value.astimezone(UTC).replace(tzinfo=None)
+        self._sheet.write_datetime(row, col, naive, self._time)
+        return TIME_WIDTH
+
+    # -- the encoder ---------------------------------------------------------------------------
+
+    def start(self) -> bytes:
+        """Open the workbook in a new scratch directory (``discard`` removes it)."""
+        self._dir = Path(tempfile.mkdtemp(prefix="codex-export-xlsx-"))
+        self._book = xlsxwriter.Workbook(
+            str(self._dir / "export.xlsx"),
+            {
+                "constant_memory": True,
+                "tmpdir": str(self._dir),
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "strings_to_numbers": False,
+            },
+        )
+        self._book.set_properties({"created": CREATED})
+        self._bold = self._book.add_format({"bold": True})
+        self._time = self._book.add_format({"num_format": TIME_FORMAT})
+        return b""
+
+    def start_section(self, kind: SectionKind, columns: list[Field]) -> bytes:
+        self._kind = kind
+        self._columns = columns
+        kinds = catalog.field_kinds(kind)
+        self._cells = [(c.key, self._cell(kinds[c.key])) for c in columns]
+        self._part = 0
+        self._open_sheet()
+        return b""
+
+    def _open_sheet(self) -> None:
+        self._part += 1
+        title = SHEET_TITLES[self._kind]
+        name = title if self._part == 1 else f"{title} ({self._part})"
+        self._sheet = self._book.add_worksheet(name)
+        self._sheet.write_row(0, 0, [c.label for c in self._columns], self._bold)
+        self._sheet.freeze_panes(1, 0)
+        # Room for the label and its filter button.
+        self._widths = [len(c.label) + 3 for c in self._columns]
+        self._row = 1
+
+    def _close_sheet(self) -> None:
+        last = len(self._columns) - 1
+        self._sheet.autofilter(0, 0, max(self._row - 1, 1), last)
+        for col, width in enumerate(self._widths):
+            self._sheet.set_column(col, col, min(max(width + 1, MIN_WIDTH), MAX_WIDTH))
+
+    def row(self, row: dict[str, Any]) -> bytes:
+        if self._row == MAX_ROWS:
+            self._close_sheet()
+            self._open_sheet()
+        at = self._row
+        widths = self._widths
+        get = row.get
+        for col, (key, cell) in enumerate(self._cells):
+            value = get(key)
+            if value is not None:
+                width = cell(at, col, value)
+                if width > widths[col]:
+                    widths[col] = width
+        self._row += 1
+        return b""
+
+    def separator(self) -> bytes:
+        return b""
+
+    def count_rows(self, rows: int) -> None:
+        raise NotImplementedError("an XLSX workbook is written from typed rows only")
+
+    def end_section(self) -> bytes:
+        self._close_sheet()
+        return b""
+
+    def end(self) -> bytes:
+        return b""
+
+    # -- the file ------------------------------------------------------------------------------
+
+    async def spool(self, write: Write) -> None:
+        """Finish the workbook (in a thread) and stream its file through ``write``."""
+        if self._dir is None:
+            raise RuntimeError("XlsxEncoder.start() was not called")
+        await asyncio.to_thread(self._book.close)
+        handle = await asyncio.to_thread((self._dir / "export.xlsx").open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, SPOOL_CHUNK):
+                await write(chunk)
+        finally:
+            handle.close()
+
+    def discard(self) -> None:
+        """Remove the scratch directory and everything in it (idempotent).
+
+        A workbook never closed (the export failed or was cancelled) still holds each sheet's
+        open row file: XlsxWriter has no abort, so they are closed through its own per-sheet
+        ``_opt_close`` (what ``close()`` does first), then removed with the directory.
+        """
+        if self._book is not None and not self._book.fileclosed:
+            for sheet in self._book.worksheets():
+                with contextlib.suppress(Exception):
+                    sheet._opt_close()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
