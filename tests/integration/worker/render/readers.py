@@ -81,10 +81,10 @@ def xlsx_cell(value: Any) -> Any:
 
 
 def same_number(a: Any, b: Any) -> bool:
-    """XlsxWriter writes 16 significant digits: a double may come back one ulp or so away."""
+    """Numbers are written as their shortest exact text: they come back exactly."""
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, int | float):
         return False
-    return a == b or abs(a - b) <= 1e-15 * max(abs(a), abs(b))
+    return a == b
 
 
 def same_time(a: Any, b: Any) -> bool:

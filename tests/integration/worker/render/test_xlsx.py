@@ -59,13 +59,23 @@ async def test_both_sheets_header_and_cell_types() -> None:
 
 
 async def test_text_is_never_a_formula_and_stays_exact() -> None:
-    texts = [t for t in HOSTILE if t] + ['=HYPERLINK("http://evil","click")', "_x0041_ literal"]
+    texts = [t for t in HOSTILE if t] + [
+        '=HYPERLINK("http://evil","click")',
+        "_x0041_ literal",
+        # XlsxWriter's own constant-memory strings take <r>…</r> for rich-text XML, unescaped:
+        # this name would have become a formula cell in B2.
+        '<r><t>x</t></r></is></c><c r="B2"><f>HYPERLINK("http://evil","click")</f></c>'
+        '<c r="C2" t="inlineStr"><is><r><t>y</t></r>',
+        "<r>rich?</r>",
+        "\ufffe\uffff nonchars",
+    ]
     rows = [{"series_name": t, "title": t} for t in texts]
     data = await export_file(
         "xlsx", "series", [("series", columns(["title"], SERIES_FIELDS), rows)]
     )
     sheet = openpyxl.load_workbook(io.BytesIO(data))["Series"]
     for cells, text in zip(sheet.iter_rows(min_row=2), texts, strict=True):
+        assert len(cells) == 2  # nothing injected beside the two cells
         for cell in cells:
             assert cell.data_type == "s", (text, cell.data_type)
             assert excel_text(cell.value) == text
