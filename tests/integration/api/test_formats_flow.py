@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import re
 import uuid
 from typing import Any
@@ -130,3 +131,49 @@ async def test_compression_defaults_to_none(demo_system: System, demo_database: 
         listed = client.get(URL).json()["exports"]
     assert [e["compression"] for e in listed] == ["none"]
     assert uuid.UUID(created["id"])
+
+
+async def test_example_5_spreadsheet_with_both_sheets(
+    demo_system: System, demo_database: str
+) -> None:
+    """README example 5: both, Excel, all libraries, everything → sheets Series and Books."""
+    import io
+
+    import openpyxl
+
+    owner = await new_user(demo_database)
+    libraries = await library_ids_by_name(demo_database)
+    with demo_system.client(owner) as client:
+        done, stored = _download(client, _body("xlsx", libraries, None))
+        _, plain = _download(client, _body("json", libraries, None))
+    document = json.loads(plain.content)
+    book = openpyxl.load_workbook(io.BytesIO(stored.content), read_only=True)
+    assert book.sheetnames == ["Series", "Books"]
+    counts = {name: sum(1 for _ in book[name].iter_rows()) - 1 for name in book.sheetnames}
+    assert counts == {"Series": len(document["series"]), "Books": len(document["books"])}
+    assert done["rowCount"] == counts["Series"] + counts["Books"] >= 3000
+    header = [c.value for c in next(book["Books"].iter_rows(max_row=1))]
+    assert header[:3] == ["Book Name", "Book ID", "Series ID"] and "File Size" in header
+
+
+async def test_example_6_analyse_the_parquet_file(demo_system: System, demo_database: str) -> None:
+    """README example 6: books, Parquet, everything — the README's DuckDB query, in pyarrow."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    owner = await new_user(demo_database)
+    libraries = await library_ids_by_name(demo_database)
+    with demo_system.client(owner) as client:
+        done, stored = _download(client, _body("parquet", libraries, None))
+        _, csv_file = _download(client, {**_body("csv", libraries, None), "exportType": "books"})
+    table = pq.read_table(io.BytesIO(stored.content))
+    assert table.num_rows == done["rowCount"] >= 3000
+    assert table.schema.field("file_size").type == "int64"
+    by_series = table.group_by("series_name").aggregate([("file_size", "sum")])
+    assert by_series.num_rows > 100
+    assert pc.sum(by_series["file_size_sum"]).as_py() == pc.sum(table["file_size"]).as_py()
+    # The same books as the CSV export of the same request, in the same order.
+    names = [line.split(b",", 1)[0] for line in csv_file.content.split(b"\r\n")[1:-1]]
+    assert len(names) == table.num_rows
