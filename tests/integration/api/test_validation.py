@@ -60,6 +60,11 @@ def _post(system: System, user: uuid.UUID, body: Any) -> tuple[int, dict[str, An
             FORMAT_MESSAGE,
         ),
         ({"exportType": "x", "libraryIds": []}, "Export type must be 'series', 'books', or 'both'"),
+        (
+            {"format": "parquet", "exportType": "both"},
+            "Parquet format is not supported for 'both' export type. "
+            "Use JSON, JSON Lines, Markdown or Excel.",
+        ),
         ({"compression": "zip"}, "Compression must be 'none' or 'gzip'"),
         ({"compression": "zip", "libraryIds": []}, "Compression must be 'none' or 'gzip'"),
         (

@@ -79,3 +79,21 @@ async def test_none_passes_bytes_through() -> None:
     out, writes = await _through(Compression.NONE, [b"a", b"", b"bc"])
     assert out == b"abc"
     assert writes == 3
+
+
+async def test_gzip_streams_as_it_goes() -> None:
+    """Compressed bytes leave while the input arrives: finish() adds only deflate's last
+    block and the trailer, so nothing close to the whole file is held."""
+    data = random.Random(3).randbytes(4 << 20)  # incompressible: output follows input
+    sizes: list[int] = []
+
+    async def write(chunk: bytes) -> None:
+        sizes.append(len(chunk))
+
+    stage = compression.stage("gzip", write)
+    for at in range(0, len(data), 256 * 1024):
+        await stage.write(data[at : at + 256 * 1024])
+    before_finish = sum(sizes)
+    await stage.finish()
+    assert before_finish > 0.95 * len(data)
+    assert sum(sizes) - before_finish < 256 * 1024
