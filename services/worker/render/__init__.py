@@ -1,19 +1,28 @@
 """Rendering: catalog rows → the export file's bytes, one module per format (SPEC §5).
 
 ``RENDERERS`` maps every format of ``shared.formats`` to how it renders; a format is one module
-here (``json``, ``csv``, ``markdown``) and one entry in each of the two registries. Each format
-module holds both of its renderers, which write the same bytes:
+here (``json``, ``csv``, ``markdown``, ``jsonl``, ``xlsx``, ``parquet``) and one entry in each of
+the two registries. A text format's module holds both of its renderers, which write the same
+bytes:
 
-- its Python encoder (``JsonEncoder``, ``CsvEncoder``, ``MarkdownEncoder``), fed the typed rows
-  of ``services.worker.catalog``;
+- its Python encoder (``JsonEncoder``, ``CsvEncoder``, ``MarkdownEncoder``,
+  ``JsonLinesEncoder``), fed the typed rows of ``services.worker.catalog``;
 - its rendering inside ``COPY`` (``COPY``, a ``copy.CopyRendering``): the SQL columns that make
   PostgreSQL write those bytes in ``COPY ... TO STDOUT``, and the framing of the stream. The
   values are rendered by named SQL functions (``exports.float_text``, ``exports.md_bullet``...,
-  migration ``exports/0004_render_functions.sql``), which ``sql`` names.
+  migration ``exports/0004_render_functions.sql``), which ``sql`` names. JSON Lines reuses
+  JSON's columns and frames them per line.
+
+The binary formats (``XlsxEncoder``, ``ParquetEncoder``) have no ``COPY`` rendering
+(``Renderer.database`` is None): their libraries write them from the typed rows, on the Python
+path whatever the setting. An encoder whose library writes a file on disk (XLSX) is
+``encoder.Spooled``: the worker streams the file after the last row (``spool``) and removes it
+however the export ends (``discard``). Compression is not a format: ``compression`` is a
+stage between any encoder and the upload.
 
 Which runs in production, and why
 ---------------------------------
-For every format (JSON, CSV, Markdown) PostgreSQL renders by default
+For every text format (JSON, CSV, Markdown, JSON Lines) PostgreSQL renders by default
 (``EXPORTS_RENDER_IN_DATABASE=true``): the worker only frames ``COPY``'s chunks, with no work
 per row, and the section is done sooner (measured in one process on 100,000 books, every field,
 written nowhere: the encoders took 2.3x the time for CSV, 1.15x for JSON, 2.1x for Markdown,
