@@ -56,7 +56,13 @@ from xlsxwriter.utility import xl_col_to_name
 
 from services.worker import catalog
 from services.worker.catalog import Kind
-from services.worker.render.encoder import SectionKind, Write, rfc3339, text_renderers
+from services.worker.render.encoder import (
+    SectionKind,
+    Write,
+    rfc3339,
+    text_renderers,
+    unsupported,
+)
 from shared.fields import Field
 
 SHEET_TITLES: dict[SectionKind, str] = {"series": "Series", "books": "Books"}
@@ -100,21 +106,33 @@ def _string_cell(ref: str, text: str, style: str = "") -> str:
     return f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{value}</t></is></c>'
 
 
+# Each cell writer takes the one value type its kind holds and fails loudly on any other, as
+# the text encoders do (``encoder.unsupported``).
+
+
 def _text(ref: str, value: Any) -> tuple[str, int]:
-    text = str(value)[:MAX_CELL_CHARS]
+    if type(value) is not str:
+        unsupported(value)
+    text = value[:MAX_CELL_CHARS]
     return _string_cell(ref, text), len(text)
 
 
 def _items(ref: str, value: Any) -> tuple[str, int]:
+    if type(value) is not list:
+        unsupported(value)
     return _text(ref, _LIST_TEXT(value))
 
 
 def _number(ref: str, value: Any) -> tuple[str, int]:
+    if type(value) is not int and type(value) is not float:
+        unsupported(value)
     text = repr(value)  # the shortest text that reads back as the same double, as JSON's
     return f'<c r="{ref}"><v>{text}</v></c>', len(text)
 
 
 def _boolean(ref: str, value: Any) -> tuple[str, int]:
+    if type(value) is not bool:
+        unsupported(value)
     return f'<c r="{ref}" t="b"><v>{1 if value else 0}</v></c>', 5
 
 
@@ -171,6 +189,10 @@ class XlsxEncoder:
                 assert_never(kind)
 
     def _timestamp(self, ref: str, value: Any) -> tuple[str, int]:
+        if type(value) is not datetime:
+            unsupported(value)
+        if value.tzinfo is None:  # asyncpg's "infinity" (datetime.max) is naive: UTC, as Parquet
+            value = value.replace(tzinfo=UTC)
         if not FIRST_DATE <= value <= LAST_DATE:
             return _text(ref, rfc3339(value))
         delta = value.astimezone(UTC).replace(tzinfo=None) - _EXCEL_EPOCH

@@ -91,6 +91,8 @@ async def test_excel_limits_long_text_and_dates_outside_excel() -> None:
             "created_at": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
         },
         {"series_name": "ok", "created_at": datetime(1900, 3, 1, tzinfo=UTC)},
+        # asyncpg reads PostgreSQL's 'infinity' as a naive datetime.max.
+        {"series_name": "infinity", "created_at": datetime.max},
     ]
     data = await export_file(
         "xlsx", "series", [("series", columns(["created_at"], SERIES_FIELDS), rows)]
@@ -99,6 +101,7 @@ async def test_excel_limits_long_text_and_dates_outside_excel() -> None:
     assert body[0] == ["x" * 32_767, "0005-03-04T00:00:00Z"]
     assert body[1] == ["late", "9999-12-31T23:59:59.999999Z"]
     assert body[2] == ["ok", datetime(1900, 3, 1)]
+    assert body[3] == ["infinity", "9999-12-31T23:59:59.999999Z"]
 
 
 async def test_rows_past_excel_sheet_limit_go_on_in_a_second_sheet(

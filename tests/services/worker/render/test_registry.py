@@ -80,5 +80,7 @@ def test_unsupported_value_types_fail_loudly() -> None:
             encoder.start_section("series", cols)
             with pytest.raises(TypeError):
                 encoder.row({"series_name": "x", "year": object()})
+            with pytest.raises(TypeError):
+                encoder.row({"series_name": b"bytes"})
         finally:
             render.discard(encoder)
