@@ -305,6 +305,7 @@ async def run(
         await upload.abort()
         raise
     finally:
+        stored.close()
         progress.stop.set()
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

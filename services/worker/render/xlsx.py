@@ -265,14 +265,27 @@ class XlsxEncoder:
         number = str(self._row + 1)
         widths = self._widths
         get = row.get
+        needs_escapes = _NEEDS_ESCAPES.search
         cells = [f'<row r="{number}">']
         for col, (key, letters, cell) in enumerate(self._cells):
             value = get(key)
-            if value is not None:
+            if value is None:
+                continue
+            if (  # most cells: plain one-piece text, inlined for speed (as _text writes it)
+                cell is _text
+                and type(value) is str
+                and len(value) <= MAX_CELL_CHARS
+                and needs_escapes(value) is None
+                and not value[:1].isspace()
+                and not value[-1:].isspace()
+            ):
+                cells.append(f'<c r="{letters}{number}" t="inlineStr"><is><t>{value}</t></is></c>')
+                width = len(value)
+            else:
                 xml, width = cell(letters + number, value)
                 cells.append(xml)
-                if width > widths[col]:
-                    widths[col] = width
+            if width > widths[col]:
+                widths[col] = width
         cells.append("</row>")
         self._out.write("".join(cells))
         self._row += 1
