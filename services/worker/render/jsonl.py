@@ -6,19 +6,22 @@ no nulls), then ``\\n``. Type both: series lines, then book lines, each object o
 ``"type":"series"`` or ``"type":"books"`` (no field is named ``type``). An empty export is an
 empty file: no lines.
 
-In the database, the JSON rendering unchanged (``json.COPY``'s columns): its rows arrive as
-``{...},\\n``. A raw line feed can only be a row's end (JSON escapes every control character),
-so framing deletes the delimiters, drops the comma before each line feed and, for type both,
-puts the type key after each row's opening brace, in three C-speed passes per chunk.
+In the database, the JSON rendering (``json.COPY``'s columns), its last column closing the
+object without JSON's separating comma: rows arrive as ``{...}\\n``, each its line. Framing
+deletes the delimiters and, for type both, puts the type key after each row's opening brace (a
+raw line feed can only be a row's end: JSON escapes every control character), in one or two
+C-speed passes per chunk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from services.worker.render import json as json_format
+from services.worker.render import sql
 from services.worker.render.copy import CopyRendering
 from services.worker.render.encoder import JSON_OPTIONS, SectionKind
 from shared.fields import Field
@@ -65,8 +68,15 @@ class JsonLinesEncoder:
 # In the database
 
 
+def _select(columns: Sequence[sql.Column], labels: Mapping[str, str]) -> list[str]:
+    # JSON's columns, but the last closes the object without the comma that separates JSON's
+    # array items: a row is its line.
+    *fields, _ = json_format.COPY.select(columns, labels)
+    return [*fields, "'}'"]
+
+
 def _frame(body: bytes, opening: bytes) -> bytes:
-    lines = body.replace(json_format.DELIMITER, b"").replace(b",\n", b"\n")
+    lines = body.replace(json_format.DELIMITER, b"")
     if opening == b"{":
         return lines
     # Every row starts with "{": the chunk's first byte, and each byte after a line feed.
@@ -74,7 +84,7 @@ def _frame(body: bytes, opening: bytes) -> bytes:
 
 
 COPY = CopyRendering(
-    select=json_format.COPY.select,
+    select=_select,
     separator=json_format.COPY.separator,
     options=json_format.COPY.options,
     row_end=json_format.COPY.row_end,
