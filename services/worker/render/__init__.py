@@ -159,6 +159,11 @@ async def spool(encoder: Encoder, write: Write) -> None:
         await encoder.spool(write)
 
 
+def remove_abandoned_files() -> int:
+    """What encoders left on disk when a worker died mid-export (see ``xlsx.remove_abandoned``)."""
+    return xlsx_format.remove_abandoned()
+
+
 def discard(encoder: Encoder) -> None:
     """Remove whatever the encoder wrote on the worker's disk (always safe to call)."""
     if isinstance(encoder, Spooled):
@@ -174,5 +179,6 @@ __all__ = [
     "in_database",
     "make_encoder",
     "plan",
+    "remove_abandoned_files",
     "spool",
 ]

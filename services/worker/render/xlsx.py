@@ -46,6 +46,7 @@ import contextlib
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,7 @@ LAST_DATE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 MIN_WIDTH, MAX_WIDTH = 8, 60
 TIME_WIDTH = 20  # "2024-01-15 06:00:00" and the filter button
 SPOOL_CHUNK = 1024 * 1024
+SCRATCH_PREFIX = "codex-export-xlsx-"
 _LIST_TEXT = text_renderers("; ", "true", "false")[list]
 
 Cell = Callable[[str, Any], tuple[str, int]]
@@ -203,7 +205,7 @@ class XlsxEncoder:
 
     def start(self) -> bytes:
         """Open the workbook in a new scratch directory (``discard`` removes it)."""
-        self._dir = Path(tempfile.mkdtemp(prefix="codex-export-xlsx-"))
+        self._dir = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
         self._book = xlsxwriter.Workbook(
             str(self._dir / "export.xlsx"),
             {
@@ -331,3 +333,24 @@ class XlsxEncoder:
                     sheet._opt_close()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def remove_abandoned(older_than_seconds: float = 3600.0, root: Path | None = None) -> int:
+    """Remove scratch directories a worker left when it died mid-export (killed, out of
+    memory), which ``discard`` never got to; return how many. For a worker's start: a pod's
+    ``/tmp`` outlives a crashed container. A directory written to within ``older_than_seconds``
+    may be a live export of another worker process sharing ``/tmp``, and is kept (a running
+    export writes its rows, then its zip, without pause).
+    """
+    base = root or Path(tempfile.gettempdir())
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for folder in base.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            newest = max(p.stat().st_mtime for p in (folder, *folder.iterdir()))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if folder.is_dir() and newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
