@@ -10,8 +10,9 @@ What runs where, and why:
 - The limit (COPY into the object store): in this process, with the worker's transaction and
   upload code; it is the physical yardstick, not a product path.
 
-Repetitions are interleaved (limit, csv, json, md, limit, ...), so a noisy neighbour slows
-all of them alike; figures are medians.
+Repetitions are interleaved (limit, csv, json, md, jsonl, xlsx, parquet, csv+gzip, limit, ...),
+so a noisy neighbour slows all of them alike; figures are medians. Each other format is also
+exported once gzip-compressed, for its compressed size beside the plain one.
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ from bench import api_load, download, exports, scale
 from bench.env import Services, Stack, add_users, build_catalog, create_database
 from shared import naming
 
-TARGETS = {"csv": 0.8, "json": 0.7, "md": 0.5}
+TARGETS = {
+    "csv": 0.8,
+    "json": 0.7,
+    "md": 0.5,
+    "jsonl": 0.75,
+    "xlsx": 0.3,
+    "parquet": 0.5,
+    "csv+gzip": 0.6,
+}
+# Every export measured against the limit, in this order within a repetition.
+EXPORT_KINDS = tuple(TARGETS)
+# Formats whose gzip size is reported beside the plain size (csv+gzip is measured above).
+GZIP_SIZES = ("json", "md", "jsonl", "xlsx", "parquet")
+MEMORY_FORMATS = ("csv", "json", "md", "jsonl", "xlsx", "parquet", "csv+gzip")
 
 
 def _sizes(quick: bool) -> tuple[tuple[int, int], list[tuple[int, int]]]:
@@ -110,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[exports.Run] = []
         if "exports" not in skip:
             for rep in range(args.reps):
-                for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+                for kind in ("limit", "limit_coalesced", *EXPORT_KINDS):
                     if kind.startswith("limit"):
                         run = asyncio.run(
                             exports.measure_limit(stack, url, main, kind == "limit_coalesced")
@@ -123,6 +137,13 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
             results["exports"] = _export_figures(runs, main_books)
+            for fmt in GZIP_SIZES:
+                run, _ = exports.measure_export(services, main, f"{fmt}+gzip")
+                runs.append(run)
+                print(
+                    f"  gzip size {fmt:8s} {run.bytes:>13,} bytes {run.seconds:7.2f} s", flush=True
+                )
+            results["sizes"] = _sizes_figures(runs, main_books)
 
         # One system (api + worker) per catalog size. One NATS stream serves them all, so only
         # one worker may consume it at a time: switching sizes stops every other worker.
@@ -161,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_workers()
             for books in (smallest, main_books):
                 target = system_for(books)
-                for fmt in ("csv", "json", "md"):
+                for fmt in MEMORY_FORMATS:
                     target.start("worker", "memory-worker")
                     run, _ = exports.measure_export(
                         target, catalogs[books], fmt, worker_key="memory-worker"
@@ -169,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                     target.stop("memory-worker")
                     memory_runs.append(run)
                     print(
-                        f"  memory {books:>9,} {fmt:4s} fresh worker peak {run.peak_rss_mib:.0f} MiB",
+                        f"  memory {books:>9,} {fmt:8s} fresh worker peak {run.peak_rss_mib:.0f} MiB",
                         flush=True,
                     )
             results["memory"] = _memory(memory_runs, smallest, main_books)
@@ -234,7 +255,7 @@ def _terminate(signum: int, frame: object) -> None:
 def _export_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
     figures = {
         kind: exports.summarize(runs, kind, books)
-        for kind in ("limit", "limit_coalesced", "csv", "json", "md")
+        for kind in ("limit", "limit_coalesced", *EXPORT_KINDS)
     }
     limit = figures["limit"]["rows_per_second_median"]
     strict = figures["limit_coalesced"]["rows_per_second_median"]
@@ -261,6 +282,21 @@ def _export_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
     return figures
 
 
+def _sizes_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
+    """Each format's file, plain and gzip-compressed, in bytes (the same rows and fields)."""
+    out: dict[str, Any] = {}
+    for fmt in ("csv", *GZIP_SIZES):
+        plain = next((r.bytes for r in runs if r.kind == fmt and r.books == books), None)
+        packed = next((r.bytes for r in runs if r.kind == f"{fmt}+gzip" and r.books == books), None)
+        if plain and packed:
+            out[fmt] = {
+                "bytes": plain,
+                "gzip_bytes": packed,
+                "gzip_ratio": round(packed / plain, 3),
+            }
+    return out
+
+
 def _linearity(runs: list[exports.Run], sizes: list[int]) -> dict[str, Any]:
     per_row = {}
     for books in sizes:
@@ -279,7 +315,7 @@ def _memory(runs: list[exports.Run], small: int, large: int) -> dict[str, Any]:
         peaks = [r.peak_rss_mib or 0 for r in runs if r.kind == fmt and r.books == books]
         return max(peaks) if peaks else None
 
-    for fmt in ("csv", "json", "md"):
+    for fmt in MEMORY_FORMATS:
         small_peak, large_peak = peak(fmt, small), peak(fmt, large)
         if small_peak and large_peak:
             out[fmt] = {
@@ -313,7 +349,7 @@ def _table(results: dict[str, Any]) -> str:
         lines.append(
             f"{'path':<18}{'rows/s':>10}{'MB/s':>8}{'seconds':>9}{'ratio':>8}{'target':>8}"
         )
-        for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+        for kind in ("limit", "limit_coalesced", *EXPORT_KINDS):
             f = ex[kind]
             ratio = ex["ratios"].get(kind)
             target = TARGETS.get(kind)
@@ -326,6 +362,13 @@ def _table(results: dict[str, Any]) -> str:
         lines.append(
             f"ratios, paired per repetition: {ex['ratios_paired_median']}; against limit_coalesced: {ex['ratios_vs_limit_coalesced']}"
         )
+    sizes = results.get("sizes")
+    if sizes:
+        lines.append("\nFile sizes, plain and gzip (the same books, every field)")
+        for fmt, sz in sizes.items():
+            lines.append(
+                f"  {fmt:<8}{sz['bytes'] / 1e6:>10.1f} MB  gzip {sz['gzip_bytes'] / 1e6:>8.1f} MB  ({sz['gzip_ratio']:.0%})"
+            )
     lin = results.get("linearity")
     if lin:
         ok = lin["max_deviation_from_mean"] <= 0.25

@@ -44,7 +44,7 @@ from shared.fields import ALL_BOOKS
 
 @dataclass
 class Run:
-    kind: str  # limit | limit_coalesced | csv | json | md
+    kind: str  # limit | limit_coalesced | a format (csv, json, ..., parquet) | <format>+gzip
     books: int
     seconds: float
     rows: int
@@ -99,8 +99,14 @@ def measure_export(
     fmt: str,
     worker_key: str = "worker",
     keep: bool = False,
+    compression: str = "none",
 ) -> tuple[Run, dict[str, Any]]:
-    """One books export with every field, run by the worker; deleted afterwards unless ``keep``."""
+    """One books export with every field, run by the worker; deleted afterwards unless ``keep``.
+
+    ``fmt`` may name a compression too (``csv+gzip``); ``compression`` is the other way to.
+    """
+    if "+" in fmt:
+        fmt, compression = fmt.split("+", 1)
     worker = services.processes[worker_key]
     reset_peak_rss(worker.pid)  # a fresh worker's peak is its whole life
     with services.client(synthetic.user_id) as client:
@@ -111,6 +117,7 @@ def measure_export(
                 "exportType": "books",
                 "libraryIds": [str(synthetic.library_id)],
                 "preset": "all",
+                "compression": compression,
             },
         )
         response.raise_for_status()
@@ -121,7 +128,8 @@ def measure_export(
         seconds = stamp_seconds(done["completedAt"]) - stamp_seconds(done["startedAt"])
         if not keep:
             client.delete(f"{EXPORTS_URL}/{done['id']}").raise_for_status()
-    return Run(fmt, synthetic.books, seconds, done["rowCount"], done["fileSizeBytes"], peak), done
+    kind = fmt if compression == "none" else f"{fmt}+{compression}"
+    return Run(kind, synthetic.books, seconds, done["rowCount"], done["fileSizeBytes"], peak), done
 
 
 def summarize(runs: list[Run], kind: str, books: int) -> dict[str, Any]:

@@ -588,6 +588,12 @@ def raw_query(
     return RawQuery(_select(spec, keys, select, sample), tuple(columns))
 
 
+def field_kinds(section: Literal["series", "books"]) -> dict[str, Kind]:
+    """Every field of a section by key, with the :data:`Kind` of value it holds (for the typed
+    formats: a spreadsheet cell type, a Parquet column type)."""
+    return {key: column.kind for key, column in _SECTIONS[section].columns.items()}
+
+
 def args(scope: Scope) -> tuple[UUID, list[UUID]]:
     """The query arguments of a scope: ``$1`` the owner, ``$2`` the libraries."""
     return scope.user_id, list(scope.library_ids)

@@ -9,7 +9,21 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from shared.formats import ExportFormat, ExportStatus, ExportType
+from shared.formats import (
+    COMPRESSIONS,
+    FORMATS,
+    Compression,
+    ExportFormat,
+    ExportStatus,
+    ExportType,
+)
+
+FORMAT_HELP = "Export format: " + ", ".join(f"'{f.value}'" for f in FORMATS)
+COMPRESSION_HELP = (
+    "Compression of the stored file: "
+    + " or ".join(f"'{c.value}'" for c in COMPRESSIONS)
+    + " (default 'none'); 'gzip' stores <name>.<ext>.gz, served as application/gzip"
+)
 
 
 class CamelModel(BaseModel):
@@ -25,12 +39,13 @@ class ExportCreate(CamelModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    format: Any = None
+    format: Any = Field(default=None, description=FORMAT_HELP)
     export_type: Any = "series"
     library_ids: Any = None
     fields: Any = None
     book_fields: Any = None
     preset: Any = None
+    compression: Any = Field(default=None, description=COMPRESSION_HELP)
 
 
 class ExportPublic(CamelModel):
@@ -38,6 +53,8 @@ class ExportPublic(CamelModel):
 
     id: UUID
     format: ExportFormat
+    # How the stored file is compressed (SPEC §10); an addition to Codex's SeriesExportDto.
+    compression: Compression = Compression.NONE
     export_type: ExportType
     status: ExportStatus
     library_ids: list[UUID]
@@ -66,6 +83,12 @@ class ErrorBody(BaseModel):
 
     error: str
     message: str
+
+
+SUBMIT_HELP = (
+    "Create an export (request-reply): {userId, request: <the HTTP create body>, "
+    f"idempotencyKey}}; {FORMAT_HELP}; {COMPRESSION_HELP}"
+)
 
 
 class SubmitRequest(CamelModel):

@@ -7,7 +7,7 @@ import unicodedata
 from datetime import UTC, datetime
 from uuid import UUID
 
-from shared.formats import FORMATS, ExportFormat
+from shared.formats import Compression, stored_extension
 
 MAX_LIBRARY_PART = 60
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -29,11 +29,16 @@ def library_part(names: list[str]) -> str:
 
 
 def export_file_name(
-    export_type: str, fmt: str, library_names: list[str], created_at: datetime
+    export_type: str,
+    fmt: str,
+    library_names: list[str],
+    created_at: datetime,
+    compression: str = Compression.NONE,
 ) -> str:
-    """``codex-{type}-{libraries}-{YYYYMMDDTHHMMSSZ}.{ext}`` (SPEC §5)."""
+    """``codex-{type}-{libraries}-{YYYYMMDDTHHMMSSZ}.{ext}`` (SPEC §5), ``.{ext}.gz`` once
+    compressed (SPEC §10)."""
     stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    extension = FORMATS[ExportFormat(fmt)].extension
+    extension = stored_extension(fmt, compression)
     return f"codex-{export_type}-{library_part(library_names)}-{stamp}{extension}"
 
 

@@ -16,7 +16,14 @@ from uuid import UUID
 import asyncpg
 
 from shared.dto import ExportPublic
-from shared.formats import ACTIVE_STATUSES, ENDED_STATUSES, ExportFormat, ExportStatus, ExportType
+from shared.formats import (
+    ACTIVE_STATUSES,
+    ENDED_STATUSES,
+    Compression,
+    ExportFormat,
+    ExportStatus,
+    ExportType,
+)
 
 ACTIVE = tuple(s.value for s in ACTIVE_STATUSES)
 ENDED = tuple(s.value for s in ENDED_STATUSES)
@@ -26,7 +33,7 @@ ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
-    " expires_at, published_at"
+    " expires_at, published_at, compression"
 )
 
 
@@ -60,6 +67,7 @@ class ExportRow:
     completed_at: datetime | None
     expires_at: datetime
     published_at: datetime | None
+    compression: Compression = Compression.NONE
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ExportRow:
@@ -69,12 +77,14 @@ class ExportRow:
         values["format"] = ExportFormat(values["format"])
         values["export_type"] = ExportType(values["export_type"])
         values["status"] = ExportStatus(values["status"])
+        values["compression"] = Compression(values["compression"])
         return cls(**values)
 
     def public(self) -> ExportPublic:
         return ExportPublic(
             id=self.id,
             format=self.format,
+            compression=self.compression,
             export_type=self.export_type,
             status=self.status,
             library_ids=self.library_ids,
@@ -123,6 +133,7 @@ class NewExport:
     created_at: datetime
     expires_at: datetime
     request_id: str | None = None
+    compression: Compression = Compression.NONE
 
 
 async def insert_export(
@@ -162,7 +173,8 @@ async def insert_export(
         record = await conn.fetchrow(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
-            " request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " request_id, compression)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
@@ -177,6 +189,7 @@ async def insert_export(
             new.created_at,
             new.expires_at,
             new.request_id,
+            new.compression,
         )
         if idempotency_key is not None:
             await conn.execute(

@@ -14,7 +14,7 @@ from minio import Minio
 
 from services.api.errors import Gone, NotReady, RangeNotSatisfiable
 from shared import object_store
-from shared.formats import FORMATS, ExportFormat
+from shared.formats import stored_media_type
 from shared.repository import ExportRow
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -91,7 +91,7 @@ async def download_response(
     tag = etag(row)
     digest = base64.b64encode(bytes.fromhex(row.sha256)).decode("ascii")
     headers = {
-        "Content-Type": FORMATS[ExportFormat(row.format)].media_type,
+        "Content-Type": stored_media_type(row.format, row.compression),
         "Content-Disposition": content_disposition(row.file_name),
         "ETag": tag,
         "Accept-Ranges": "bytes",

@@ -18,7 +18,7 @@ from services.api import repository, service
 from services.api.auth import INACTIVE
 from services.api.errors import ApiError
 from services.api.limits import too_large
-from shared.dto import SubmitRequest
+from shared.dto import SUBMIT_HELP, SubmitRequest
 from shared.settings import Settings
 from shared.subjects import SUBMIT
 
@@ -32,9 +32,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
 def register_intake(broker: NatsBroker, state: Any) -> None:
     """Declare the ``export.submit`` responder; ``state`` carries pool and settings at run time."""
 
-    @broker.subscriber(
-        SUBMIT, title="export.submit", description="Create an export (request-reply)"
-    )
+    @broker.subscriber(SUBMIT, title="export.submit", description=SUBMIT_HELP)
     async def submit(msg: NatsMessage) -> dict[str, Any]:
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings

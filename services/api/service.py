@@ -34,9 +34,12 @@ from shared.bus import publish_fact
 from shared.dto import ExportCreate
 from shared.events import ExportCancelled
 from shared.formats import (
+    COMPRESSION_MESSAGE,
+    COMPRESSIONS,
     EXPORT_TYPE_MESSAGE,
     FORMAT_MESSAGE,
     FORMATS,
+    Compression,
     ExportFormat,
     ExportType,
     both_unsupported_message,
@@ -58,6 +61,7 @@ MAX_IDEMPOTENCY_KEY = 200
 # lists included, until they are typed.
 FORMAT_KEYS = tuple(f.value for f in FORMATS)
 TYPE_KEYS = tuple(t.value for t in ExportType)
+COMPRESSION_KEYS = tuple(c.value for c in COMPRESSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class ValidRequest:
     library_names: list[str]
     fields: list[str]
     book_fields: list[str]
+    compression: Compression = Compression.NONE
 
 
 def _keys(value: Any, what: str) -> list[str] | None:
@@ -99,6 +104,9 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
     export_type = ExportType(given_type)
     if export_type == ExportType.BOTH and not FORMATS[fmt].supports_both:
         raise ValidationFailed(both_unsupported_message(fmt))
+    given_compression = Compression.NONE.value if body.compression is None else body.compression
+    if given_compression not in COMPRESSION_KEYS:
+        raise ValidationFailed(COMPRESSION_MESSAGE)
 
     raw_ids = body.library_ids
     if not isinstance(raw_ids, list) or not raw_ids:
@@ -146,6 +154,7 @@ async def validate(pool: asyncpg.Pool, user_id: UUID, body: ExportCreate) -> Val
         library_names=[readable[i] for i in library_ids],
         fields=chosen_series,
         book_fields=chosen_books,
+        compression=Compression(given_compression),
     )
 
 
@@ -195,7 +204,9 @@ async def _insert(
     valid = await validate(pool, user_id, body)
     export_id = uuid.uuid4()
     created_at = datetime.now(UTC)
-    file_name = export_file_name(valid.export_type, valid.format, valid.library_names, created_at)
+    file_name = export_file_name(
+        valid.export_type, valid.format, valid.library_names, created_at, valid.compression
+    )
     new = exports_repo.NewExport(
         id=export_id,
         user_id=user_id,
@@ -210,6 +221,7 @@ async def _insert(
         created_at=created_at,
         expires_at=created_at + timedelta(seconds=settings.retention_seconds),
         request_id=request_id,
+        compression=valid.compression,
     )
     async with pool.acquire() as conn:
         try:

@@ -26,7 +26,10 @@ code meaning
 
 Downloads go to ``FILE.part`` first and resume from its size with ``Range`` + ``If-Range`` (the
 export's ETag, which is its SHA-256), retrying a few times on connection errors; the file gets its
-final name only after its SHA-256 matched.
+final name only after its SHA-256 matched. A gzip export (``create --gzip``) is stored and
+downloaded compressed (``….json.gz``); ``--decompress`` writes the plain file instead
+(``….json``): the compressed bytes are downloaded and verified as always, then unpacked in a
+stream into the plain file, and only the plain file is kept.
 
 httpx is imported lazily, so the other ``codex-exports`` commands never need it.
 """
@@ -35,10 +38,12 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import gzip
 import hashlib
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -48,7 +53,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from services.cli.devstate import read_state
-from shared.formats import ENDED_STATUSES, FORMATS, ExportFormat, ExportType
+from shared.formats import (
+    COMPRESSIONS,
+    ENDED_STATUSES,
+    FORMATS,
+    Compression,
+    ExportFormat,
+    ExportType,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -354,13 +366,19 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO) -
         out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
 
 
+def _format_text(export: dict[str, Any]) -> str:
+    """``JSON``, or ``JSON+GZIP`` for a compressed export."""
+    text = str(export["format"]).upper()
+    return f"{text}+{str(export['compression']).upper()}" if _compressed(export) else text
+
+
 def print_export(export: dict[str, Any], out: TextIO) -> None:
     rows = export.get("rowCount")
     lines = [
         ("ID", export["id"]),
         ("Status", _status_text(export)),
         ("Type", export["exportType"]),
-        ("Format", str(export["format"]).upper()),
+        ("Format", _format_text(export)),
         ("Libraries", ", ".join(export.get("libraryNames") or []) or "-"),
         ("Fields", ", ".join(export.get("fields") or []) or "-"),
         ("Book fields", ", ".join(export.get("bookFields") or []) or "-"),
@@ -395,8 +413,15 @@ def names_a_directory(output: str) -> bool:
     return output.endswith(separators) or Path(output).expanduser().is_dir()
 
 
-def _target_path(output: str | None, export: dict[str, Any]) -> Path:
+def _compressed(export: dict[str, Any]) -> bool:
+    return str(export.get("compression") or Compression.NONE) != Compression.NONE
+
+
+def _target_path(output: str | None, export: dict[str, Any], *, decompress: bool = False) -> Path:
     name = Path(str(export.get("fileName") or f"export-{export['id']}")).name
+    suffix = COMPRESSIONS[Compression.GZIP].suffix
+    if decompress and _compressed(export) and name.endswith(suffix):
+        name = name[: -len(suffix)]  # the plain file's name: codex-….json
     if output is None:
         return Path.cwd() / name
     path = Path(output).expanduser()
@@ -411,18 +436,35 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _decompress_into(stored: Path, target: Path) -> None:
+    """Unpack the verified gzip file ``stored`` into ``target`` (streamed; 1 MiB at a time)."""
+    plain = target.with_name(target.name + ".unpacking")
+    try:
+        with gzip.open(stored, "rb") as source, plain.open("wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+    except (OSError, EOFError) as err:
+        plain.unlink(missing_ok=True)
+        raise CliError(f"Cannot decompress {stored.name}: {err}", code="Decompress") from err
+    os.replace(plain, target)
+    stored.unlink()
+
+
 def download_export(
     api: Api,
     export: dict[str, Any],
     target: Path,
     progress: Progress,
     *,
+    decompress: bool = False,
     retries: int = DOWNLOAD_RETRIES,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Download into ``target.part``, resuming and retrying; verify; rename to ``target``.
 
-    Returns ``{"id", "file", "bytes", "sha256", "resumedFrom"}``.
+    With ``decompress`` and a compressed export, the stored bytes go to ``target.gz.part`` and
+    are verified there, then unpacked into ``target``. Returns ``{"id", "file", "bytes",
+    "sha256", "resumedFrom", "storedBytes", "decompressed"}``: ``sha256`` and ``storedBytes``
+    are the stored file's, ``bytes`` the saved file's.
     """
     import httpx
 
@@ -433,7 +475,9 @@ def download_export(
         api.request("GET", f"{EXPORTS_PATH}/{export_id}/download", headers={"Range": "bytes=0-0"})
         raise CliError(f"Export {export_id} has no SHA-256 to verify a download against")
     size: int | None = export.get("fileSizeBytes")
-    part = target.with_name(target.name + ".part")
+    unpack = decompress and _compressed(export)
+    suffix = COMPRESSIONS[Compression(export.get("compression") or Compression.NONE)].suffix
+    part = target.with_name(target.name + (suffix if unpack else "") + ".part")
     target.parent.mkdir(parents=True, exist_ok=True)
     resumed_from = part.stat().st_size if part.exists() else 0
     failures = 0
@@ -511,14 +555,25 @@ def download_export(
             code="ChecksumMismatch",
             exit_code=EXIT_CHECKSUM,
         )
-    os.replace(part, target)
+    stored_bytes = part.stat().st_size
+    if unpack:
+        _decompress_into(part, target)
+    else:
+        os.replace(part, target)
     return {
         "id": export_id,
         "file": str(target),
         "bytes": target.stat().st_size,
         "sha256": actual,
         "resumedFrom": resumed_from,
+        "storedBytes": stored_bytes,
+        "decompressed": unpack,
     }
+
+
+def _saved_line(saved: dict[str, Any]) -> str:
+    unpacked = f", decompressed from {saved['storedBytes']:,}" if saved["decompressed"] else ""
+    return f"Saved {saved['file']} ({saved['bytes']:,} bytes{unpacked}, SHA-256 verified)\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -702,7 +757,7 @@ def _cmd_list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
             e["id"],
             _local_time(e.get("createdAt")),
             e["exportType"],
-            str(e["format"]).upper(),
+            _format_text(e),
             _status_text(e),
             "-" if e.get("rowCount") is None else f"{e['rowCount']:,}",
             human_size(e.get("fileSizeBytes")),
@@ -750,12 +805,13 @@ def _cmd_delete(api: Api, args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_download(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     export = api.export(_export_id(args.id))
-    target = _target_path(args.output, export)
-    result = download_export(api, export, target, Progress(sys.stderr, enabled=not args.quiet))
+    target = _target_path(args.output, export, decompress=args.decompress)
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    result = download_export(api, export, target, progress, decompress=args.decompress)
     if args.json:
         _emit_json(result, out)
     else:
-        out.write(f"Saved {result['file']} ({result['bytes']:,} bytes, SHA-256 verified)\n")
+        out.write(_saved_line(result))
     return 0
 
 
@@ -783,6 +839,8 @@ def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         body["bookFields"] = book_fields
     if args.preset:
         body["preset"] = args.preset
+    if args.gzip:
+        body["compression"] = Compression.GZIP.value
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     export: dict[str, Any] = api.request(
         "POST", EXPORTS_PATH, body=body, headers=headers, ok=(200, 201, 202)
@@ -814,7 +872,8 @@ def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         raise failure
     saved: dict[str, Any] | None = None
     if args.output:
-        saved = download_export(api, export, _target_path(args.output, export), progress)
+        target = _target_path(args.output, export, decompress=args.decompress)
+        saved = download_export(api, export, target, progress, decompress=args.decompress)
     if args.json:
         _emit_json({**export, "savedTo": saved["file"]} if saved else export, out)
     else:
@@ -822,7 +881,7 @@ def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         size = human_size(export.get("fileSizeBytes"))
         out.write(f"Export {export['id']} completed: {rows:,} rows, {size}\n")
         if saved:
-            out.write(f"Saved {saved['file']} ({saved['bytes']:,} bytes, SHA-256 verified)\n")
+            out.write(_saved_line(saved))
         else:
             out.write(f"Download it with `codex-exports export download {export['id']}`\n")
     return 0
@@ -875,6 +934,9 @@ def run_login(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # Argument parsing
+
+
+_DECOMPRESS_HELP = "save a gzip export as the plain file (verified, then unpacked)"
 
 
 def _common() -> argparse.ArgumentParser:
@@ -940,6 +1002,10 @@ def register(sub: Any) -> None:
         "created when missing) under the server's file name",
     )
     create.add_argument("--idempotency-key", metavar="KEY", help="retry-safe creation")
+    create.add_argument(
+        "--gzip", action="store_true", help="store the file gzip-compressed (FILE.json.gz ...)"
+    )
+    create.add_argument("--decompress", action="store_true", help=_DECOMPRESS_HELP)
 
     actions.add_parser("list", parents=[common], help="your exports, newest first")
     for name, text in (
@@ -956,4 +1022,5 @@ def register(sub: Any) -> None:
     download.add_argument(
         "--output", "-o", metavar="FILE", help="a file, or a directory (DIR/ or an existing one)"
     )
+    download.add_argument("--decompress", action="store_true", help=_DECOMPRESS_HELP)
     actions.add_parser("fields", parents=[common], help="the field catalogs, groups and presets")

@@ -1,6 +1,9 @@
 """``codex-exports catalog restore FILE --as-user NAME``: a backup export back into a catalog.
 
-FILE is a "Backup my catalog" export (SPEC §9 example 2: type both, JSON, preset all). It is
+FILE is a "Backup my catalog" export (SPEC §9 example 2: type both, JSON, preset all), or the
+same as JSON Lines (``.jsonl``: one row per line, tagged with its section), either of them
+gzip-compressed (``.json.gz``, ``.jsonl.gz``: unpacked as it is read); the file's name says
+which. It is
 loaded into an EMPTY catalog (no libraries, series, books, genres, tags, collections, read lists
 or sharing tags; users may exist) in one transaction, so a failure leaves the catalog empty. The
 goal is exactness: exporting again with the same request, as the restored user, gives a file that
@@ -47,10 +50,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import re
 import sys
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,6 +230,59 @@ def export_rows(
         raise RestoreError(f"Unexpected data after the export at {stream.where()}")
     if seen != ["series", "books"]:
         raise RestoreError("The file has no 'books' part: not a 'Both' export")
+
+
+MAX_LINE_CHARS = 64 << 20
+
+
+def jsonl_rows(
+    handle: TextIO, *, max_line_chars: int = MAX_LINE_CHARS
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """``(section, n, row)`` for every line of a type-both JSON Lines export, series first.
+
+    Each line is one row object whose ``"type"`` says its section (SPEC §10); the rest of the
+    object is the JSON export's row, so both backups load the same way. Read line by line.
+    """
+    counts = {"series": 0, "books": 0}
+    line_number = 0
+    while line := handle.readline(max_line_chars + 1):
+        line_number += 1
+        if len(line) > max_line_chars:
+            raise RestoreError(f"Line {line_number} is larger than {max_line_chars:,} characters")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RestoreError(f"Line {line_number} is not valid JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise RestoreError(f"Line {line_number} is not an object")
+        section = row.pop("type", None)
+        if section is None:
+            raise RestoreError(
+                "This is a single-type export; restore needs a 'Both' export with every field "
+                "(codex-exports export create --type both --format jsonl --all-libraries "
+                "--preset all)"
+            )
+        if section not in counts:
+            raise RestoreError(f"Line {line_number} has an unknown type {section!r}")
+        if section == "series" and counts["books"]:
+            raise RestoreError(f"Line {line_number}: a series after the books")
+        counts[section] += 1
+        yield section, counts[section], row
+    if not line_number:
+        raise RestoreError("The file is empty: not a 'Both' export")
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.name.removesuffix(".gz").endswith(".jsonl")
+
+
+def _open_backup(path: Path) -> TextIO:
+    """The backup as text: ``.gz`` files (``--gzip`` exports) are unpacked as they are read."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -836,7 +894,7 @@ async def restore_file(
     if not username.strip():
         raise RestoreError("--as-user needs a user name")
     try:
-        handle = path.open(encoding="utf-8")
+        handle = _open_backup(path)
     except OSError as err:
         raise RestoreError(f"Cannot read {path}: {err.strerror or err}") from err
     with handle:
@@ -848,10 +906,13 @@ async def restore_file(
             await conn.execute(_RESTORE_SERIES)
             loader = _Loader(conn, user_id, result)
             try:
-                for section, n, row in export_rows(handle):
+                rows = jsonl_rows(handle) if _is_jsonl(path) else export_rows(handle)
+                for section, n, row in rows:
                     await loader.add(section, n, row)
             except UnicodeDecodeError as err:
                 raise RestoreError(f"{path} is not UTF-8 text: {err}") from err
+            except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+                raise RestoreError(f"{path} is not a complete gzip file: {err}") from err
             except (KeyError, TypeError, AttributeError) as err:
                 raise RestoreError(f"A row has an unexpected shape ({err!r})") from err
             await loader.flush()
@@ -927,9 +988,10 @@ def register(sub: Any) -> None:
     actions = catalog.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
     restore = actions.add_parser(
         "restore",
-        help="load a 'Both, JSON, Select all' export into an empty catalog",
+        help="load a 'Both, JSON (or JSON Lines), Select all' export into an empty catalog",
         description=(
-            "Load a backup export (type both, JSON, --preset all) into the empty catalog of "
+            "Load a backup export (type both, JSON or JSON Lines, --preset all; .gz too) into "
+            "the empty catalog of "
             "EXPORTS_DATABASE_URL (or a running `codex-exports dev`). Exporting again as the "
             "same user gives a byte-identical file."
         ),

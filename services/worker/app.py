@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -14,6 +15,7 @@ from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import ConsumerConfig
 
+from services.worker import render
 from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
 from shared import health, metrics
@@ -66,6 +68,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
         pool_size = settings.worker_concurrency * 2 + 2
         async with health.consumer_clients(settings, broker, pool_size=pool_size) as (pool, store):
             state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
+            abandoned = await asyncio.to_thread(render.remove_abandoned_files)
+            if abandoned:
+                log.info("removed %d scratch directories of exports that died", abandoned)
             metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
             log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
             yield

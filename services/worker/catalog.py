@@ -22,6 +22,7 @@ from shared.catalog_query import Scope as Scope
 from shared.catalog_query import _number as _number
 from shared.catalog_query import count_books as count_books
 from shared.catalog_query import count_series as count_series
+from shared.catalog_query import field_kinds as field_kinds
 from shared.catalog_query import raw_query as raw_query
 from shared.catalog_query import readable_library_ids as readable_library_ids
 
@@ -34,6 +35,7 @@ __all__ = [
     "book_query",
     "count_books",
     "count_series",
+    "field_kinds",
     "raw_query",
     "readable_library_ids",
     "section_batches",

@@ -17,14 +17,14 @@ from minio import Minio
 
 from services.worker import catalog, render
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
-from services.worker.render import copy
+from services.worker.render import compression, copy
 from services.worker.render.encoder import Encoder
 from shared import fields as field_catalog
 from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
-from shared.formats import FORMATS, ExportFormat, ExportType
+from shared.formats import ExportType, stored_media_type
 from shared.settings import Settings
 from shared.subjects import COMPLETED, FAILED
 from shared.timers import schedule_expiry
@@ -107,26 +107,35 @@ async def _render(
     encoder = render.make_encoder(row.format, row.export_type)
     batch_rows = ctx.settings.batch_rows
     renderer = renderer or renderer_for(ctx.settings)
-    async with (
-        ctx.pool.acquire() as conn,
-        conn.transaction(isolation="repeatable_read", readonly=True),
-    ):
-        libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
-        scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
-        kinds = sections(row)
-        # The count runs on a second connection in the same snapshot, while this one sorts.
-        snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-        counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
-        try:
-            await _write_sections(
-                conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
-            )
-            await counting
-        finally:
-            if not counting.done():
-                counting.cancel()
-            with contextlib.suppress(BaseException):
+    if not render.in_database(row.format):
+        renderer = "python"  # a binary format: its library writes it from typed rows
+    try:
+        async with (
+            ctx.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
+            scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
+            kinds = sections(row)
+            # The count runs on a second connection in the same snapshot, while this one sorts.
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
+            try:
+                await _write_sections(
+                    conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
+                )
                 await counting
+            finally:
+                if not counting.done():
+                    counting.cancel()
+                with contextlib.suppress(BaseException):
+                    await counting
+        # A file its library wrote on disk (XLSX) is finished and streamed once the snapshot
+        # is released; a cancel noticed meanwhile still stops the export before its upload ends.
+        await render.spool(encoder, write)
+        progress.check()
+    finally:
+        render.discard(encoder)
     return progress.rows
 
 
@@ -277,25 +286,29 @@ async def run(
     object is made only while the row is held and still this worker's running one
     (``exports_repo.complete``): for a row deleted, cancelled or taken over meanwhile the
     upload is aborted, so no file ever outlives its record, and a takeover's file is never
-    touched.
+    touched. The file goes through the export's compression on its way
+    (``render.compression``): the size and SHA-256 recorded are the stored bytes'.
     """
     upload = object_store.StreamingUpload(
         ctx.store,
         ctx.settings.s3_bucket,
         row.object_key,
-        FORMATS[ExportFormat(row.format)].media_type,
+        stored_media_type(row.format, row.compression),
         part_size=ctx.settings.part_size_bytes,
     )
+    stored = compression.stage(row.compression, upload.write)
     beat = asyncio.create_task(_heartbeat(ctx, row, progress, keep_alive))
     upload.start()
     try:
-        count = await _render(ctx, row, progress, upload.write)
+        count = await _render(ctx, row, progress, stored.write)
         progress.check()
+        await stored.finish()
         sha256 = await upload.seal()
     except BaseException:
         await upload.abort()
         raise
     finally:
+        stored.close()
         progress.stop.set()
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

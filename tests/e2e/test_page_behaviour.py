@@ -15,6 +15,7 @@ from tests.e2e.helpers import (
     PHONE,
     URL,
     choose_libraries,
+    download,
     insert_export,
     make_account,
     no_horizontal_overflow,
@@ -22,6 +23,7 @@ from tests.e2e.helpers import (
     row,
     section,
     sign_in,
+    submit,
     update_export,
     wait_status,
 )
@@ -114,13 +116,71 @@ def test_csv_is_disabled_for_both(page: Page, demo_system: System, demo_database
     expect(csv).to_be_checked()
     dialog.get_by_role("radio", name="Both").check()
     expect(csv).to_be_disabled()
-    expect(dialog.get_by_role("radio", name="JSON")).to_be_checked()
-    expect(dialog.get_by_text("choose Series or Books to use it")).to_be_visible()
+    expect(dialog.get_by_role("radio", name="JSON", exact=True)).to_be_checked()
+    expect(dialog.get_by_text("CSV and Parquet hold one kind of row")).to_be_visible()
     expect(section(dialog, "series")).to_be_visible()
     expect(section(dialog, "books")).to_be_visible()
     dialog.get_by_role("radio", name="Books").check()
     expect(csv).to_be_enabled()
     expect(section(dialog, "series")).to_be_hidden()
+
+
+def test_parquet_is_disabled_for_both_and_formats_come_from_the_catalog(
+    page: Page, demo_system: System, demo_database: str
+) -> None:
+    sign_in(page, demo_system.api_url, make_account(demo_database))
+    dialog = open_dialog(page)
+    radios = dialog.locator("#format-choices input[type=radio]")
+    expect(radios).to_have_count(6)
+    labels = dialog.locator("#format-choices label")
+    expect(labels).to_have_text(["JSON", "CSV", "Markdown", "JSON Lines", "Excel", "Parquet"])
+    parquet = dialog.get_by_role("radio", name="Parquet")
+    dialog.get_by_role("radio", name="Books").check()
+    parquet.check()
+    expect(parquet).to_be_checked()
+    dialog.get_by_role("radio", name="Both").check()
+    expect(parquet).to_be_disabled()
+    expect(dialog.get_by_role("radio", name="CSV")).to_be_disabled()
+    for name in ("JSON Lines", "Excel", "Markdown"):
+        expect(dialog.get_by_role("radio", name=name)).to_be_enabled()
+    expect(dialog.get_by_role("radio", name="JSON", exact=True)).to_be_checked()
+    hint = dialog.locator("#format-hint")
+    expect(hint).to_have_text(
+        "CSV and Parquet hold one kind of row: choose Series or Books to use them."
+    )
+    expect(parquet).to_have_accessible_description(re.compile("Parquet hold one kind of row"))
+    dialog.get_by_role("radio", name="Series").check()
+    expect(parquet).to_be_enabled()
+    expect(hint).to_be_hidden()
+
+
+def test_the_compress_toggle_sends_gzip_and_the_table_shows_it(
+    page: Page, demo_system: System, demo_database: str
+) -> None:
+    sign_in(page, demo_system.api_url, make_account(demo_database))
+    dialog = open_dialog(page)
+    toggle = dialog.get_by_role("checkbox", name="Compress (gzip)")
+    expect(toggle).not_to_be_checked()
+    expect(toggle).to_have_accessible_description(re.compile("smaller .gz file"))
+    dialog.get_by_role("radio", name="Excel").check()
+    toggle.check()
+    expect(dialog.locator("#form-summary")).to_contain_text("Excel (gzip)")
+    with page.expect_request(lambda r: r.url.endswith(URL) and r.method == "POST") as sent:
+        created = submit(page, dialog)
+    body = sent.value.post_data_json
+    assert body["format"] == "xlsx" and body["compression"] == "gzip"
+    assert created["fileName"].endswith(".xlsx.gz")
+    the_row = wait_status(page, created["id"], "Completed")
+    expect(the_row.locator('td[data-label="Format"]')).to_have_text("XLSX.GZ")
+    dl, data = download(page, the_row)
+    assert dl.suggested_filename == created["fileName"]
+    assert data[:2] == b"\x1f\x8b"  # the stored gzip file, as served
+    # The dialog opens with compression off again.
+    dialog = open_dialog(page)
+    expect(dialog.get_by_role("checkbox", name="Compress (gzip)")).not_to_be_checked()
+    with page.expect_request(lambda r: r.url.endswith(URL) and r.method == "POST") as sent:
+        submit(page, dialog)
+    assert "compression" not in sent.value.post_data_json
 
 
 def test_client_side_validation_messages(

@@ -35,7 +35,7 @@ def test_example_1_llm_reading_list(
     sign_in(page, demo_system.api_url, make_account(demo_database))
     dialog = open_dialog(page)
     dialog.get_by_role("radio", name="Series").check()
-    dialog.get_by_role("radio", name="JSON").check()
+    dialog.get_by_role("radio", name="JSON", exact=True).check()
     choose_libraries(dialog, None)
     series = section(dialog, "series")
     series.get_by_role("button", name=re.compile("^Clear")).click()

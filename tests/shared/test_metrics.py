@@ -60,7 +60,7 @@ def test_unknown_label_values_fold_into_other() -> None:
     before = _sample(
         "exports_created_total", {"type": "other", "format": "other", "result": "accepted"}
     )
-    metrics.record_created("x" * 50, "xlsx", "accepted")
+    metrics.record_created("x" * 50, "pdf", "accepted")
     after = _sample(
         "exports_created_total", {"type": "other", "format": "other", "result": "accepted"}
     )

@@ -70,9 +70,11 @@ export function formatDuration(seconds) {
 }
 
 export const TYPE_LABELS = { series: "Series", books: "Books", both: "Series + Books" };
-/** The table's format chip: the format's key in capitals ("JSON", "CSV", "MD"), for any format. */
-export function formatChip(format) {
-  return String(format).toUpperCase();
+/** The table's format chip: the format's key in capitals ("JSON", "CSV", "MD"), for any format;
+ * a compressed export's adds its file suffix ("CSV.GZ"). */
+export function formatChip(format, compression = "none") {
+  const chip = String(format).toUpperCase();
+  return compression && compression !== "none" ? `${chip}.GZ` : chip;
 }
 export const STATUS_LABELS = {
   pending: "Pending",

@@ -72,6 +72,11 @@ export class NewExportDialog {
     return this.form.elements.format?.value ?? "";
   }
 
+  /** "gzip" when "Compress (gzip)" is ticked, else "none" (SPEC §10). */
+  get compression() {
+    return byId("compress").checked ? "gzip" : "none";
+  }
+
   /** The format radios, from the catalog's list of formats (the API's, never a copy). */
   buildFormats() {
     const choices = byId("format-choices");
@@ -86,8 +91,9 @@ export class NewExportDialog {
       }),
     );
     const single = this.catalog.formats.filter((f) => !f.supportsBoth).map((f) => f.label);
+    const named = single.length > 1 ? `${single.slice(0, -1).join(", ")} and ${single.at(-1)}` : single[0];
     byId("format-hint").textContent = single.length
-      ? `${single.join(", ")} hold${single.length === 1 ? "s" : ""} one kind of row: ` +
+      ? `${named} hold${single.length === 1 ? "s" : ""} one kind of row: ` +
         `choose Series or Books to use ${single.length === 1 ? "it" : "them"}.`
       : "";
   }
@@ -325,8 +331,9 @@ export class NewExportDialog {
     const fields = sectionsFor(this.exportType).reduce((n, kind) => n + this.selected(kind).length, 0);
     const format = this.catalog?.formats.find((f) => f.key === this.format)?.label ?? "";
     const type = { series: "Series", books: "Books", both: "Series + Books" }[this.exportType];
+    const packed = this.compression === "gzip" ? " (gzip)" : "";
     this.summary.textContent =
-      `${type} · ${format} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
+      `${type} · ${format}${packed} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
     this.scheduleEstimate();
   }
 
@@ -433,6 +440,7 @@ export class NewExportDialog {
       exportType: this.exportType,
       libraryIds: this.libraryBoxes().filter((b) => b.checked).map((b) => b.value),
     };
+    if (this.compression !== "none") body.compression = this.compression;
     if (kinds.includes("series")) body.fields = this.selected("series");
     if (kinds.includes("books")) body.bookFields = this.selected("books");
     const empty = !body.libraryIds.length || kinds.some((kind) => !this.selected(kind).length);

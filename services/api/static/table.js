@@ -184,7 +184,7 @@ function buildRow(exp, ctx) {
       h("time", { datetime: exp.createdAt, title: formatFullDateTime(exp.createdAt) }, formatDateTime(exp.createdAt)),
     ),
     h("td", { "data-label": "Type", class: "nowrap" }, TYPE_LABELS[exp.exportType] ?? exp.exportType),
-    h("td", { "data-label": "Format" }, h("span", { class: "chip" }, formatChip(exp.format))),
+    h("td", { "data-label": "Format" }, h("span", { class: "chip" }, formatChip(exp.format, exp.compression))),
     statusCell(exp),
     librariesCell(exp, ctx.labels),
     h("td", { "data-label": "Rows", class: "num" }, rowsText(exp)),

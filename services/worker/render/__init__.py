@@ -1,19 +1,28 @@
 """Rendering: catalog rows → the export file's bytes, one module per format (SPEC §5).
 
 ``RENDERERS`` maps every format of ``shared.formats`` to how it renders; a format is one module
-here (``json``, ``csv``, ``markdown``) and one entry in each of the two registries. Each format
-module holds both of its renderers, which write the same bytes:
+here (``json``, ``csv``, ``markdown``, ``jsonl``, ``xlsx``, ``parquet``) and one entry in each of
+the two registries. A text format's module holds both of its renderers, which write the same
+bytes:
 
-- its Python encoder (``JsonEncoder``, ``CsvEncoder``, ``MarkdownEncoder``), fed the typed rows
-  of ``services.worker.catalog``;
+- its Python encoder (``JsonEncoder``, ``CsvEncoder``, ``MarkdownEncoder``,
+  ``JsonLinesEncoder``), fed the typed rows of ``services.worker.catalog``;
 - its rendering inside ``COPY`` (``COPY``, a ``copy.CopyRendering``): the SQL columns that make
   PostgreSQL write those bytes in ``COPY ... TO STDOUT``, and the framing of the stream. The
   values are rendered by named SQL functions (``exports.float_text``, ``exports.md_bullet``...,
-  migration ``exports/0004_render_functions.sql``), which ``sql`` names.
+  migration ``exports/0004_render_functions.sql``), which ``sql`` names. JSON Lines reuses
+  JSON's columns and frames them per line.
+
+The binary formats (``XlsxEncoder``, ``ParquetEncoder``) have no ``COPY`` rendering
+(``Renderer.database`` is None): their libraries write them from the typed rows, on the Python
+path whatever the setting. An encoder whose library writes a file on disk (XLSX) is
+``encoder.Spooled``: the worker streams the file after the last row (``spool``) and removes it
+however the export ends (``discard``). Compression is not a format: ``compression`` is a
+stage between any encoder and the upload.
 
 Which runs in production, and why
 ---------------------------------
-For every format (JSON, CSV, Markdown) PostgreSQL renders by default
+For every text format (JSON, CSV, Markdown, JSON Lines) PostgreSQL renders by default
 (``EXPORTS_RENDER_IN_DATABASE=true``): the worker only frames ``COPY``'s chunks, with no work
 per row, and the section is done sooner (measured in one process on 100,000 books, every field,
 written nowhere: the encoders took 2.3x the time for CSV, 1.15x for JSON, 2.1x for Markdown,
@@ -59,8 +68,11 @@ from dataclasses import dataclass
 from services.worker.render import copy
 from services.worker.render import csv as csv_format
 from services.worker.render import json as json_format
+from services.worker.render import jsonl as jsonl_format
 from services.worker.render import markdown as markdown_format
-from services.worker.render.encoder import Encoder, SectionKind
+from services.worker.render import parquet as parquet_format
+from services.worker.render import xlsx as xlsx_format
+from services.worker.render.encoder import Encoder, SectionKind, Spooled, Write
 from shared.formats import FORMATS, ExportFormat, ExportType, FormatInfo
 
 
@@ -71,7 +83,8 @@ class Renderer:
     info: FormatInfo
     encoder: Callable[[bool], Encoder]
     """A new encoder; its argument tells whether the file holds both sections."""
-    database: copy.CopyRendering
+    database: copy.CopyRendering | None
+    """None: a binary format, written by its library from typed rows only."""
 
 
 RENDERERS: Mapping[ExportFormat, Renderer] = {
@@ -88,6 +101,17 @@ RENDERERS: Mapping[ExportFormat, Renderer] = {
         lambda both: markdown_format.MarkdownEncoder(both=both),
         markdown_format.COPY,
     ),
+    ExportFormat.JSONL: Renderer(
+        FORMATS[ExportFormat.JSONL],
+        lambda both: jsonl_format.JsonLinesEncoder(both=both),
+        jsonl_format.COPY,
+    ),
+    ExportFormat.XLSX: Renderer(
+        FORMATS[ExportFormat.XLSX], lambda both: xlsx_format.XlsxEncoder(both=both), None
+    ),
+    ExportFormat.PARQUET: Renderer(
+        FORMATS[ExportFormat.PARQUET], lambda both: parquet_format.ParquetEncoder(), None
+    ),
 }
 """Every format's renderer (tests check that none is missing)."""
 
@@ -101,7 +125,7 @@ def as_format(fmt: str) -> ExportFormat:
 
 
 def make_encoder(fmt: str, export_type: str) -> Encoder:
-    """The encoder for ``fmt`` (json|csv|md) and ``export_type`` (series|books|both).
+    """The encoder for ``fmt`` (a format's key) and ``export_type`` (series|books|both).
 
     Raises ValueError for an unknown format or type, and for ``both`` with a format that holds
     one table (CSV; the API refuses that combination before it gets here).
@@ -116,9 +140,45 @@ def make_encoder(fmt: str, export_type: str) -> Encoder:
     return renderer.encoder(both)
 
 
+def in_database(fmt: str) -> bool:
+    """Whether ``fmt`` can be rendered by PostgreSQL (the text formats; not XLSX, Parquet)."""
+    return RENDERERS[as_format(fmt)].database is not None
+
+
 def plan(section: SectionKind, fields: list[str], fmt: str, labels: Mapping[str, str]) -> copy.Plan:
     """The database rendering of a section's ``fields`` in ``fmt`` (see ``copy.plan``)."""
-    return copy.plan(section, fields, RENDERERS[as_format(fmt)].database, labels)
+    rendering = RENDERERS[as_format(fmt)].database
+    if rendering is None:
+        raise ValueError(f"The {fmt} format is not rendered by the database")
+    return copy.plan(section, fields, rendering, labels)
 
 
-__all__ = ["RENDERERS", "Encoder", "Renderer", "as_format", "make_encoder", "plan"]
+async def spool(encoder: Encoder, write: Write) -> None:
+    """The rest of the file, for an encoder whose library writes it to disk (``Spooled``)."""
+    if isinstance(encoder, Spooled):
+        await encoder.spool(write)
+
+
+def remove_abandoned_files() -> int:
+    """What encoders left on disk when a worker died mid-export (see ``xlsx.remove_abandoned``)."""
+    return xlsx_format.remove_abandoned()
+
+
+def discard(encoder: Encoder) -> None:
+    """Remove whatever the encoder wrote on the worker's disk (always safe to call)."""
+    if isinstance(encoder, Spooled):
+        encoder.discard()
+
+
+__all__ = [
+    "RENDERERS",
+    "Encoder",
+    "Renderer",
+    "as_format",
+    "discard",
+    "in_database",
+    "make_encoder",
+    "plan",
+    "remove_abandoned_files",
+    "spool",
+]

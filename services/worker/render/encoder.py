@@ -13,9 +13,9 @@ value type and take a fast path for plain one-line text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 
@@ -46,6 +46,23 @@ class Encoder(Protocol):
     def count_rows(self, rows: int) -> None:
         """Account for ``rows`` rows written elsewhere, as if ``row()`` had written them."""
         ...
+
+
+Write = Callable[[bytes], Awaitable[Any]]
+
+
+@runtime_checkable
+class Spooled(Protocol):
+    """An encoder whose library writes the file itself, on the worker's disk (XLSX).
+
+    Its other calls return no bytes; after ``end()`` the worker calls ``spool`` to finish the
+    file and stream it through ``write``, and ``discard`` always, once the export has ended in
+    any way (completed, failed, cancelled), to remove what it wrote on disk.
+    """
+
+    async def spool(self, write: Write) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 # orjson writes aware UTC datetimes as RFC 3339 with "Z", microseconds only when non-zero.

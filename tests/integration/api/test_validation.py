@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shared.formats import FORMAT_MESSAGE
 from tests.conftest import library_ids_by_name, new_user
 from tests.system import System
 
@@ -34,8 +35,8 @@ def _post(system: System, user: uuid.UUID, body: Any) -> tuple[int, dict[str, An
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"format": "xml"}, "Format must be 'json', 'csv', or 'md'"),
-        ({"format": None}, "Format must be 'json', 'csv', or 'md'"),
+        ({"format": "xml"}, FORMAT_MESSAGE),
+        ({"format": None}, FORMAT_MESSAGE),
         ({"exportType": "authors"}, "Export type must be 'series', 'books', or 'both'"),
         (
             {"format": "csv", "exportType": "both"},
@@ -56,9 +57,20 @@ def _post(system: System, user: uuid.UUID, body: Any) -> tuple[int, dict[str, An
         # First failure wins: format before type before libraries before fields.
         (
             {"format": "pdf", "exportType": "x", "libraryIds": []},
-            "Format must be 'json', 'csv', or 'md'",
+            FORMAT_MESSAGE,
         ),
         ({"exportType": "x", "libraryIds": []}, "Export type must be 'series', 'books', or 'both'"),
+        (
+            {"format": "parquet", "exportType": "both"},
+            "Parquet format is not supported for 'both' export type. "
+            "Use JSON, JSON Lines, Markdown or Excel.",
+        ),
+        ({"compression": "zip"}, "Compression must be 'none' or 'gzip'"),
+        ({"compression": "zip", "libraryIds": []}, "Compression must be 'none' or 'gzip'"),
+        (
+            {"format": "csv", "exportType": "both", "compression": "zip"},
+            "CSV format is not supported for 'both' export type. Use JSON or Markdown.",
+        ),
         ({"libraryIds": [], "fields": ["nope"]}, "At least one library must be selected"),
     ],
 )

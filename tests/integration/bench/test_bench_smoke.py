@@ -39,15 +39,20 @@ def test_quick_bench_reports_every_figure() -> None:
     results = json.loads(lines[0].removeprefix("BENCH_JSON "))
 
     exports = results["exports"]
-    for kind in ("limit", "limit_coalesced", "csv", "json", "md"):
+    kinds = ("csv", "json", "md", "jsonl", "xlsx", "parquet", "csv+gzip")
+    for kind in ("limit", "limit_coalesced", *kinds):
         assert exports[kind]["rows"] == 100_000, kind
         assert exports[kind]["rows_per_second_median"] > 0, kind
     # Same rows, formats of different sizes: CSV smallest, Markdown's bullets largest.
     assert 0 < exports["csv"]["bytes"] < exports["json"]["bytes"] < exports["md"]["bytes"]
-    assert set(exports["ratios"]) == {"csv", "json", "md"}
+    assert set(exports["ratios"]) == set(kinds)
+    # Compressed sizes beside the plain ones, for every format.
+    sizes = results["sizes"]
+    assert set(sizes) == {"csv", "json", "md", "jsonl", "xlsx", "parquet"}
+    assert all(0 < s["gzip_bytes"] < s["bytes"] for f, s in sizes.items() if f != "xlsx")
 
     assert set(results["linearity"]["csv_microseconds_per_row"]) == {"30000", "100000"}
-    for fmt in ("csv", "json", "md"):
+    for fmt in kinds:
         memory = results["memory"][fmt]
         assert 0 < memory["peak_mib_30000"] and 0 < memory["peak_mib_100000"], fmt
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -219,6 +220,57 @@ def test_books_csv_by_groups(auth: list[str], home: Path) -> None:
     assert header.split(",")[:3] == ["book_name", "book_id", "series_id"]
     assert "file_size" in header
     assert "title" not in header.split(",")
+
+
+def test_gzip_is_stored_compressed_and_decompress_writes_the_plain_file(
+    auth: list[str], home: Path
+) -> None:
+    """``--gzip`` keeps the stored ``.jsonl.gz``; ``--decompress`` saves the plain ``.jsonl``,
+    after verifying the stored bytes."""
+    outdir = home / "out"
+    outdir.mkdir()
+    result = cli(
+        "export", "create", "--type", "both", "--format", "jsonl", "--all-libraries",
+        "--preset", "all", "--gzip", "-o", str(outdir), "--json", "--quiet", *auth, home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    export = json.loads(result.stdout)
+    assert export["compression"] == "gzip"
+    stored = Path(export["savedTo"])
+    assert stored.name == export["fileName"] and stored.name.endswith(".jsonl.gz")
+    assert sha256(stored.read_bytes()) == export["sha256"]
+    plain = gzip.decompress(stored.read_bytes())
+    assert plain.count(b"\n") == export["rowCount"]
+
+    result = cli(
+        "export", "download", export["id"], "--decompress", "-o", str(outdir), "--json",
+        "--quiet", *auth, home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(result.stdout)
+    target = Path(saved["file"])
+    assert target.name == export["fileName"].removesuffix(".gz")
+    assert target.read_bytes() == plain
+    assert saved["decompressed"] is True
+    assert saved["bytes"] == len(plain)
+    assert saved["storedBytes"] == export["fileSizeBytes"]
+    assert saved["sha256"] == export["sha256"]
+    assert sorted(p.name for p in outdir.iterdir()) == sorted([stored.name, target.name])
+
+    result = cli("export", "get", export["id"], *auth, home=home)
+    assert "JSONL+GZIP" in result.stdout
+
+
+def test_create_decompress_into_a_file(auth: list[str], home: Path) -> None:
+    target = home / "books.csv"
+    result = cli(
+        "export", "create", "--type", "books", "--format", "csv", "--all-libraries",
+        "--group", "File Info", "--gzip", "--decompress", "-o", str(target), *auth, home=home,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "decompressed from" in result.stdout
+    assert target.read_bytes().startswith(b"book_name,file_name,")
+    assert [p.name for p in home.iterdir() if p.name.startswith("books")] == ["books.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -484,7 +536,7 @@ def test_download_resumes_after_the_connection_drops(
     assert target.read_bytes() == content
     assert json.loads(result.stdout) == {
         "id": export["id"], "file": str(target), "bytes": size, "sha256": export["sha256"],
-        "resumedFrom": 0,
+        "resumedFrom": 0, "storedBytes": size, "decompressed": False,
     }  # fmt: skip
     first, second = proxy.downloads()
     assert (first.range, first.status, first.sent) == (None, 200, size // 3)

@@ -14,6 +14,7 @@ from services.cli.restore import (
     JsonStream,
     RestoreError,
     export_rows,
+    jsonl_rows,
     other_ratings,
     progress_percentage,
 )
@@ -75,3 +76,41 @@ def test_json_stream_survives_tiny_pieces() -> None:
 def test_wrong_files_are_refused(text: str, message: str) -> None:
     with pytest.raises(RestoreError, match=message.replace("(", r"\(")):
         list(export_rows(io.StringIO(text)))
+
+
+def test_json_lines_rows_come_with_their_section() -> None:
+    text = (
+        '{"type":"series","series_name":"A","series_id":"1"}\n'
+        '{"type":"series","series_name":"B"}\n'
+        '{"type":"books","book_name":"V1"}\n'
+    )
+    assert list(jsonl_rows(io.StringIO(text))) == [
+        ("series", 1, {"series_name": "A", "series_id": "1"}),
+        ("series", 2, {"series_name": "B"}),
+        ("books", 1, {"book_name": "V1"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"series_name":"A"}\n', "single-type export"),
+        (
+            '{"type":"books","book_name":"V"}\n{"type":"series","series_name":"A"}\n',
+            "after the books",
+        ),
+        ('{"type":"authors","name":"x"}\n', "unknown type 'authors'"),
+        ('{"type":"series",\n', "Line 1 is not valid JSON"),
+        ("[1]\n", "Line 1 is not an object"),
+        ("", "The file is empty"),
+    ],
+)
+def test_wrong_json_lines_files_are_refused(text: str, message: str) -> None:
+    with pytest.raises(RestoreError, match=message):
+        list(jsonl_rows(io.StringIO(text)))
+
+
+def test_a_json_lines_line_past_the_limit_is_refused() -> None:
+    line = '{"type":"series","series_name":"' + "x" * 100 + '"}\n'
+    with pytest.raises(RestoreError, match="Line 1 is larger than 50 characters"):
+        list(jsonl_rows(io.StringIO(line), max_line_chars=50))

@@ -385,6 +385,9 @@ def _first_difference(a: bytes, b: bytes) -> str:
         ("md", "series"),
         ("md", "books"),
         ("md", "both"),
+        ("jsonl", "series"),
+        ("jsonl", "books"),
+        ("jsonl", "both"),
     ],
 )
 async def test_database_rendering_is_byte_identical(
@@ -404,7 +407,7 @@ async def test_database_rendering_is_byte_identical(
     assert checked >= 3 * 29
 
 
-@pytest.mark.parametrize("fmt", list(ExportFormat))
+@pytest.mark.parametrize("fmt", [f for f in ExportFormat if render.in_database(f)])
 @pytest.mark.parametrize(("section", "fields"), [("series", ALL_SERIES), ("books", ALL_BOOKS)])
 async def test_every_render_function_is_inlined(
     catalogs: dict[str, asyncpg.Pool], section: str, fields: tuple[str, ...], fmt: ExportFormat
@@ -451,7 +454,13 @@ async def test_fixture_needs_no_fallback(
 ) -> None:
     """The plain fixture is rendered by the database alone (the comparison above is real)."""
     declined = _count_declines(monkeypatch)
-    for fmt, export_type in [("json", "both"), ("csv", "series"), ("csv", "books"), ("md", "both")]:
+    for fmt, export_type in [
+        ("json", "both"),
+        ("csv", "series"),
+        ("csv", "books"),
+        ("md", "both"),
+        ("jsonl", "both"),
+    ]:
         export = _export("alice", fmt, export_type, ALL_SERIES, ALL_BOOKS)
         assert await _render(catalogs["fixture"], export, "database")
     assert declined == []
@@ -477,7 +486,7 @@ async def synthetic_pool(real_servers: Servers) -> AsyncIterator[tuple[asyncpg.P
         await pool.close()
 
 
-@pytest.mark.parametrize("fmt", ["json", "csv", "md"])
+@pytest.mark.parametrize("fmt", ["json", "csv", "md", "jsonl"])
 async def test_synthetic_catalog_is_byte_identical(
     synthetic_pool: tuple[asyncpg.Pool, Any], fmt: str
 ) -> None:
@@ -486,7 +495,7 @@ async def test_synthetic_catalog_is_byte_identical(
     assert await _render(pool, export, "database") == await _render(pool, export, "python")
 
 
-@pytest.mark.parametrize("fmt", ["json", "csv", "md"])
+@pytest.mark.parametrize("fmt", ["json", "csv", "md", "jsonl"])
 @pytest.mark.parametrize(
     ("table", "column", "cast", "value"),
     [

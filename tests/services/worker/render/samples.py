@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from services.worker import render as render_package
 from services.worker.render import Encoder, make_encoder
 from shared.fields import BOOK_FIELDS, SERIES_FIELDS, Field, columns
 
@@ -44,6 +45,22 @@ def render(encoder: Encoder, sections: Sections) -> bytes:
 
 def export(fmt: str, export_type: str, sections: Sections) -> bytes:
     return render(make_encoder(fmt, export_type), sections)
+
+
+async def export_file(fmt: str, export_type: str, sections: Sections) -> bytes:
+    """The whole file, as the worker writes it: a library's file on disk (XLSX) included,
+    which is removed afterwards."""
+    encoder = make_encoder(fmt, export_type)
+    out = [render(encoder, sections)]
+
+    async def write(data: bytes) -> None:
+        out.append(data)
+
+    try:
+        await render_package.spool(encoder, write)
+    finally:
+        render_package.discard(encoder)
+    return b"".join(out)
 
 
 SERIES_ONLY: Sections = [("series", SERIES_COLUMNS, [AKIRA, BLANK])]

@@ -54,17 +54,33 @@ def test_unknown_fields_and_formats_are_refused() -> None:
         render.plan("books", ["nope"], "json", {})
     with pytest.raises(ValueError, match="format"):
         render.as_format("xml")
-    # Every field of both catalogs has a rendering in every format.
+    # Every field of both catalogs has a rendering in every format the database renders.
     labels = {key: key for key in (*ALL_SERIES, *ALL_BOOKS, "series_name", "book_name")}
     for fmt in ExportFormat:
+        if not render.in_database(fmt):
+            with pytest.raises(ValueError, match="not rendered by the database"):
+                render.plan("series", list(ALL_SERIES), fmt, labels)
+            continue
         assert render.plan("series", list(ALL_SERIES), fmt, labels).sql
         assert render.plan("books", list(ALL_BOOKS), fmt, labels).sql
 
 
+def test_the_text_formats_render_in_the_database_the_binary_ones_do_not() -> None:
+    assert {f for f in ExportFormat if render.in_database(f)} == {
+        f for f, info in FORMATS.items() if info.text
+    }
+
+
 def test_unsupported_value_types_fail_loudly() -> None:
     cols = columns(["year"], SERIES_FIELDS)
-    for fmt in ("csv", "md"):
+    for fmt in ("csv", "md", "xlsx"):
         encoder = make_encoder(fmt, "series")
-        encoder.start_section("series", cols)
-        with pytest.raises(TypeError):
-            encoder.row({"series_name": "x", "year": object()})
+        try:
+            encoder.start()
+            encoder.start_section("series", cols)
+            with pytest.raises(TypeError):
+                encoder.row({"series_name": "x", "year": object()})
+            with pytest.raises(TypeError):
+                encoder.row({"series_name": b"bytes"})
+        finally:
+            render.discard(encoder)
