@@ -41,8 +41,7 @@ estimate has exact counts and ``bytes: null``. Where things stand:
   on the catalog's repetitiveness, not on the format alone, hence measured, not assumed. The
   sample's rows are in no order while the file's are (a series' books together), so the
   ratio differs from the file's a little; on the demo catalog the estimate is within 0.82-1.14
-  of the real file. The sample's text is at most a few MB (2000 books with every field), and
-  is only fetched for gzip.
+  of the real file. The sample's text is at most a few MB (2000 books with every field), and only fetched for gzip.
   A compressed export of a format without a model has ``bytes: null`` as the uncompressed one.
 
 The estimate's cost is bounded: the counts scan the scope once (as the export's own count
