@@ -33,16 +33,11 @@ estimate has exact counts and ``bytes: null``. Where things stand:
   import it) and scaling by the row count, or from a per-format ratio over the text measures,
   calibrated on real catalogs and stated here; neither is built yet, and a figure that is not
   within ±25% is not given.
-- ``compression: gzip`` (for the formats with a model) multiplies the uncompressed estimate by
-  a ratio measured in the api: the measure query also returns the sample's rows rendered as the
-  file's text (:func:`_rendered`: JSON and JSON Lines exactly, type key included; CSV and
-  Markdown without quoting and escaping, a few bytes in a thousand), which is deflated at the
-  worker's level (6) in a thread, plus gzip's 18 bytes of header and trailer. The ratio depends
-  on the catalog's repetitiveness, not on the format alone, hence measured, not assumed. The
-  sample's rows are in no order while the file's are (a series' books together), so the
-  ratio differs from the file's a little; on the demo catalog the estimate is within 0.82-1.14
-  of the real file. The sample's text is at most a few MB (2000 books with every field), and only fetched for gzip.
-  A compressed export of a format without a model has ``bytes: null`` as the uncompressed one.
+- ``compression: gzip`` has ``bytes: null`` for every format (:data:`NO_MODEL_COMPRESSED`):
+  the ratio depends on the catalog's repetitiveness, not on the format alone, so a sound figure
+  multiplies the uncompressed estimate by a ratio measured by compressing the sample's rendered
+  text (a few hundred KB) in the api; not built yet. The uncompressed size is never given for
+  a compressed export: it would be off by the whole ratio.
 
 The estimate's cost is bounded: the counts scan the scope once (as the export's own count
 does), the sample is at most a few thousand rows, and the caller runs both under a
@@ -51,8 +46,6 @@ does), the sample is at most a few thousand rows, and the caller runs both under
 
 from __future__ import annotations
 
-import asyncio
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, assert_never
@@ -92,7 +85,6 @@ class SectionStats:
     sampled: int  # rows measured
     with_values: int  # measured rows with at least one field besides the anchor
     fields: tuple[FieldStats, ...]  # anchor first, then catalog order
-    rendered: str = ""  # the sample's rows as text, when a compressed size is wanted
 
     def average(self, total: int) -> float:
         """A per-row average of a sum over the sample."""
@@ -219,6 +211,12 @@ NO_MODEL: Mapping[ExportFormat, str] = {
 }
 """Why a format's estimate has ``bytes: null``."""
 
+NO_MODEL_COMPRESSED = (
+    "the compressed size depends on how repetitive the catalog's rendered text is; measuring it "
+    "means compressing the sample as the worker renders it, which is not built yet"
+)
+"""Why a compressed export's estimate has ``bytes: null`` (whatever its format)."""
+
 
 # ---------------------------------------------------------------------------------------------
 # Measures in SQL
@@ -318,56 +316,13 @@ class _Measured:
     fields: tuple[Field, ...]
 
 
-Rendering = Literal["json", "jsonl", "jsonl_both", "csv", "md"]
-
-
-def _rendered(
-    kind: SectionKind,
-    rendering: Rendering,
-    fields: Sequence[Field],
-    cells: Sequence[tuple[str, str]],
-) -> str:
-    """The sample's rows as (close to) the file's text, one SQL aggregate: what compressing it
-    costs is the compressed estimate's ratio. JSON is exact; CSV and Markdown leave out quoting
-    and escaping (a few bytes in a thousand, not the ratio)."""
-    parts: list[str] = []
-    for field, (j, t) in zip(fields, cells, strict=True):
-        match rendering:
-            case "json" | "jsonl" | "jsonl_both":
-                parts.append(f"'\"' || {_sql_literal(field.key)} || '\":' || {j}")
-            case "csv":
-                parts.append(f"coalesce({t}, '')")
-            case "md":
-                parts.append(f"'- **' || {_sql_literal(field.label)} || ':** ' || {t}")
-    if rendering in ("json", "jsonl", "jsonl_both"):
-        opening = _sql_literal('{"type":"' + kind + '",') if rendering == "jsonl_both" else "'{'"
-        row = f"{opening} || concat_ws(',', " + ", ".join(parts) + ") || '}'"
-    elif rendering == "csv":
-        row = "concat_ws(',', " + ", ".join(parts) + ")"
-    else:
-        row = (
-            f"'## ' || {cells[0][1]} || E'\\n\\n' || concat_ws(E'\\n', "
-            + ", ".join(parts[1:] or ["NULL"])
-            + ")"
-        )
-    return f"coalesce(string_agg({row}, E'\\n'), '')"
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def measure_query(
-    kind: SectionKind, fields: list[str], rendering: Rendering | None = None
-) -> _Measured:
+def measure_query(kind: SectionKind, fields: list[str]) -> _Measured:
     """One statement: the sums of :class:`FieldStats` for every column of a sample of the
-    section ($1 = owner, $2 = libraries), plus the sample's size and its rows with values; with
-    ``rendering``, also the sample's rows as that text (column ``r``)."""
+    section ($1 = owner, $2 = libraries), plus the sample's size and its rows with values."""
     raw = raw_query(kind, fields, sample=(SAMPLE_SERIES, SAMPLE_BOOKS))
     catalog = SERIES_FIELDS if kind == "series" else BOOK_FIELDS
     by_key = {f.key: f for f in catalog}
     laterals: list[str] = []
-    cells: list[tuple[str, str]] = []
     sums = ["count(*) AS n"]
     presence: list[str] = []
     column: RawColumn
@@ -376,7 +331,6 @@ def measure_query(
         json, text = _texts(column.kind, values)
         laterals.append(f"CROSS JOIN LATERAL (SELECT {json} AS j, {text} AS t) f{i}")
         f = f"f{i}"
-        cells.append((f"{f}.j", f"{f}.t"))
         sums += [
             f"count({f}.j) AS p{i}",
             f"coalesce(sum(octet_length({f}.j)), 0) AS j{i}",
@@ -390,22 +344,14 @@ def measure_query(
         f"count(*) FILTER (WHERE num_nonnulls({', '.join(presence)}) > 0)" if presence else "0"
     )
     sums.append(f"{with_values} AS w")
-    columns = tuple(by_key[c.key] for c in raw.columns)
-    if rendering is not None:
-        sums.append(f"{_rendered(kind, rendering, columns, cells)} AS r")
     sql = "SELECT " + ",\n    ".join(sums) + f"\nFROM (\n{raw.sql}\n) t\n" + "\n".join(laterals)
-    return _Measured(sql, columns)
+    return _Measured(sql, tuple(by_key[c.key] for c in raw.columns))
 
 
 async def _section(
-    conn: asyncpg.Connection,
-    scope: Scope,
-    kind: SectionKind,
-    fields: list[str],
-    rows: int,
-    rendering: Rendering | None = None,
+    conn: asyncpg.Connection, scope: Scope, kind: SectionKind, fields: list[str], rows: int
 ) -> SectionStats:
-    measured = measure_query(kind, fields, rendering)
+    measured = measure_query(kind, fields)
     if rows == 0:
         zero = tuple(FieldStats(f, 0, 0, 0, 0, 0) for f in measured.fields)
         return SectionStats(kind, 0, 0, 0, zero)
@@ -421,15 +367,14 @@ async def _section(
         )
         for i, field in enumerate(measured.fields)
     )
-    rendered = str(record["r"]) if rendering is not None else ""
-    return SectionStats(kind, rows, int(record["n"]), int(record["w"]), stats, rendered)
+    return SectionStats(kind, rows, int(record["n"]), int(record["w"]), stats)
 
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
     series: int
     books: int
-    bytes: int | None  # None: the format has no sound size model yet (NO_MODEL)
+    bytes: int | None  # None: no sound size model yet (NO_MODEL, NO_MODEL_COMPRESSED)
 
 
 async def estimate(
@@ -455,36 +400,8 @@ async def estimate(
     if export_type != ExportType.SERIES:
         wanted.append(("books", book_fields, books))
     model = SIZE_MODELS.get(fmt)
-    rendering = RENDERINGS.get(fmt) if compression == Compression.GZIP else None
-    if rendering == "jsonl" and export_type == ExportType.BOTH:
-        rendering = "jsonl_both"  # every row object opens with its type key
-    if model is None or (compression != Compression.NONE and rendering is None):
+    if model is None or compression != Compression.NONE:
         return Estimate(series, books, None)
-    sections = [
-        await _section(conn, scope, kind, keys, rows, rendering) for kind, keys, rows in wanted
-    ]
+    sections = [await _section(conn, scope, kind, keys, rows) for kind, keys, rows in wanted]
     size = model.file_bytes(sections, export_type == ExportType.BOTH)
-    if rendering is not None:
-        text = "\n".join(s.rendered for s in sections).encode("utf-8")
-        size = size * await asyncio.to_thread(_deflate_ratio, text) + GZIP_FRAMING
     return Estimate(series, books, max(0, round(size)))
-
-
-RENDERINGS: Mapping[ExportFormat, Rendering] = {
-    ExportFormat.JSON: "json",
-    ExportFormat.JSONL: "jsonl",
-    ExportFormat.CSV: "csv",
-    ExportFormat.MD: "md",
-}
-"""The sample text whose deflate ratio sizes a gzip export of each format."""
-
-GZIP_LEVEL = 6  # the worker's (services/worker/render/compression.py): gzip's own default
-GZIP_FRAMING = 10 + 8  # gzip's header and its CRC-32 and length trailer
-
-
-def _deflate_ratio(text: bytes) -> float:
-    """Compressed over uncompressed bytes of ``text`` (raw deflate at the worker's level)."""
-    if not text:
-        return 1.0
-    deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-    return len(deflate.compress(text) + deflate.flush()) / len(text)

@@ -31,14 +31,9 @@ CASES = [
     if export_type != "both" or info.supports_both
     for preset in ("llm", "all", "title")
 ]
-# Compressed (gzip) exports: every text format, and a binary one (bytes: null, as uncompressed).
-GZIP_CASES = [
-    (fmt, t, p)
-    for fmt in ("json", "csv", "md", "jsonl")
-    for t in ("series", "books", "both")
-    for p in ("llm", "all", "title")
-    if fmt != "csv" or t != "both"
-] + [("xlsx", "both", "llm"), ("parquet", "books", "title")]
+# Compressed exports: their estimate has bytes: null (shared.estimate.NO_MODEL_COMPRESSED: the
+# ratio is not measured yet, and the uncompressed size would be off by all of it).
+GZIP_CASES = [("json", "both", "llm"), ("csv", "books", "all"), ("jsonl", "series", "title")]
 
 
 def _body(
@@ -78,7 +73,7 @@ def _check(
     if export_type == "books":
         assert rows["series"] == 0
     if not sized:
-        # No sound model (shared.estimate.NO_MODEL): null, never a guess.
+        # No sound model (shared.estimate.NO_MODEL / NO_MODEL_COMPRESSED): null, never a guess.
         assert estimate["bytes"] is None
         return None
     ratio: float = estimate["bytes"] / done["fileSizeBytes"]
@@ -110,7 +105,7 @@ def test_the_estimate_is_within_a_quarter_of_the_real_file_on_the_demo_catalog(
 
 
 @pytest.mark.parametrize(("fmt", "export_type", "preset"), GZIP_CASES)
-def test_a_compressed_estimate_is_within_a_quarter_of_the_real_file(
+def test_a_compressed_export_has_counts_and_no_size_yet(
     demo_system: System,
     demo_database: str,
     demo_libraries: list[str],
@@ -122,8 +117,7 @@ def test_a_compressed_estimate_is_within_a_quarter_of_the_real_file(
     with demo_system.client(user) as client:
         body = _body(fmt, export_type, preset, demo_libraries, compression="gzip")
         estimate, done = _estimate_and_export(client, body)
-    ratio = _check(estimate, done, export_type, SIZE_MODELS[ExportFormat(fmt)] is not None)
-    print(f"\ngzip {fmt} {export_type} {preset}: {done['fileSizeBytes']} B, estimate x {ratio}")
+    assert _check(estimate, done, export_type, sized=False) is None
 
 
 def test_counts_follow_the_workers_visibility_rules(
