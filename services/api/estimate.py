@@ -38,7 +38,13 @@ async def estimate_export(
         await conn.execute(f"SET LOCAL statement_timeout = {int(TIMEOUT_MS)}")
         try:
             return await estimates.estimate(
-                conn, scope, valid.format, valid.export_type, valid.fields, valid.book_fields
+                conn,
+                scope,
+                valid.format,
+                valid.export_type,
+                valid.fields,
+                valid.book_fields,
+                valid.compression,
             )
         except asyncpg.QueryCanceledError as err:
             raise Unavailable(TOO_SLOW) from err
