@@ -180,8 +180,10 @@ class StreamingUpload:
         result = self._started()
         while True:
             if result.done():
-                # The upload thread ended early: surface its error.
-                result.result()
+                # The upload thread ended early: surface its error, as finish() does.
+                err = result.exception()
+                if err is not None and not isinstance(err, _Aborted):
+                    raise _upload_error(err) from err
                 raise ObjectStoreError("upload ended before all data was written")
             try:
                 self._reader._queue.put_nowait(item)
@@ -211,12 +213,10 @@ class StreamingUpload:
         self._closed = True
         try:
             await result
-        except S3Error as err:
-            raise ObjectStoreError(f"object store refused the upload: {err.code}") from err
         except _Aborted:
             raise
         except Exception as err:
-            raise ObjectStoreError(f"object store unreachable: {err}") from err
+            raise _upload_error(err) from err
         return self._sha.hexdigest()
 
     async def abort(self, reason: str = "aborted") -> None:
@@ -239,6 +239,13 @@ class StreamingUpload:
             await self._result
         except Exception:  # noqa: S110 - the abort itself is the goal; errors are expected here
             pass
+
+
+def _upload_error(err: BaseException) -> ObjectStoreError:
+    """What the upload thread's ``err`` means to the worker: the store refused or was away."""
+    if isinstance(err, S3Error):
+        return ObjectStoreError(f"object store refused the upload: {err.code}")
+    return ObjectStoreError(f"object store unreachable: {err}")
 
 
 async def stat(client: Minio, bucket: str, key: str) -> ObjectInfo:
