@@ -112,7 +112,7 @@ async def _render(
     try:
         async with (
             ctx.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
+            _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
             libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
             scope = catalog.Scope(user_id=row.user_id, library_ids=libraries)
@@ -137,6 +137,26 @@ async def _render(
     finally:
         render.discard(encoder)
     return progress.rows
+
+
+@contextlib.asynccontextmanager
+async def _transaction(conn: asyncpg.Connection, **options: Any) -> AsyncIterator[None]:
+    """``conn.transaction(**options)`` (a savepoint inside another), except that when the block
+    fails on a connection that is gone, the block's error is raised, not the ROLLBACK's.
+
+    ``copy.copy_section`` terminates its connection when its sink raises (a cancel, a failed
+    upload); the server rolled back as it closed, and the export must end with the cancel or
+    the upload's error (the handler tells them apart), not with "connection is closed".
+    """
+    transaction = conn.transaction(**options)
+    await transaction.start()
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            await transaction.rollback()
+        raise
+    await transaction.commit()
 
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f-]+$")
@@ -235,7 +255,7 @@ async def _render_in_database(
     snapshot is kept, and the reference renderer goes on from the first row not yet written.
     """
     try:
-        async with conn.transaction():
+        async with _transaction(conn):
             await copy.copy_section(conn, plan, scope, encoder, write, on_rows)
     except copy.Declined as declined:
         log.info("rows from %d on rendered in Python: a value the database declined", declined.rows)

@@ -223,7 +223,7 @@ function requestOf(exp) {
   const body = { format: exp.format, exportType: exp.exportType, libraryIds: exp.libraryIds };
   if (exp.exportType !== "books") body.fields = exp.fields;
   if (exp.exportType !== "series") body.bookFields = exp.bookFields;
-  if (exp.compression) body.compression = exp.compression;
+  if (exp.compression && exp.compression !== "none") body.compression = exp.compression;
   return body;
 }
 

@@ -12,6 +12,32 @@ A value the SQL cannot render identically makes the query fail with :data:`DECLI
 ``authors_json`` that orjson and PostgreSQL would parse differently (``\\u0000``, numbers beyond
 a double, nesting deeper than orjson allows), a timestamp outside Python's years 1 to 9999 — and
 the caller finishes the section in Python from the first row not yet written (:class:`Declined`).
+
+A ``COPY`` its sink abandons closes its connection
+--------------------------------------------------
+When the sink raises (the upload failed, ``on_rows`` raised for a cancel, the task was
+cancelled inside it), asyncpg 0.32 sends a cancel request and records that an acknowledgement
+is due: the result of the cancelled command, which it waits for before the next statement on
+that connection. That wait never ends when the chunk the sink refused was the last one —
+asyncpg already held the whole stream with its ReadyForQuery (a small section fits in one read),
+the server is idle and ignores the cancel, and no other result comes. The next statement (the
+savepoint's or the snapshot's ROLLBACK) then waited forever, and the export's slot with it.
+Which case a failure falls in is asyncpg's private state, and even a cancel that is answered
+costs a wait for the server to notice it while it streams; so :func:`copy_section` terminates
+the connection (``Connection.terminate``: no round trip) whenever the ``COPY`` ends with
+anything but the server's own error — the sink raised, or the task was cancelled — then
+raises that error. The server rolls the transaction back as the connection closes and stops
+the ``COPY`` at its next write; the pool opens a new connection for the next export. Callers
+must expect the connection gone after such an error (``service._transaction`` does not let a
+ROLLBACK on a closed connection replace the error). A ``COPY`` that ends with the server's
+error (``Declined``, a failed query) leaves the connection in sync at ReadyForQuery, and it is
+kept. None of this costs anything per row or chunk: a ``try`` around the sink's body.
+
+Considered and not taken: a sink that records the stop and returns instead of raising (the
+``COPY`` would then run to its end, a whole large export's time, before the worker could let
+go); ``pg_cancel_backend`` from another connection (it races with the end of the ``COPY`` the
+same way, and could cancel the next statement instead); running ``copy_from_query`` in a task
+and cancelling that (a cancel that lands while the sink runs takes the same path).
 """
 
 from __future__ import annotations
@@ -113,34 +139,42 @@ async def copy_section(
     ``on_rows(n)`` runs after every chunk (progress, cancel: an exception it raises aborts the
     ``COPY`` at once). Returns the number of rows written. Raises :class:`Declined` when the
     query met a value it cannot render: the first ``rows`` rows are written, and the
-    transaction must be rolled back to a savepoint taken before this call.
+    transaction must be rolled back to a savepoint taken before this call. When ``write`` or
+    ``on_rows`` raises (or the task is cancelled while they run), ``conn`` is terminated and
+    that error is raised: the transaction is gone with the connection (see the module's
+    docstring).
     """
     rendering = section_plan.rendering
     row_end = rendering.row_end
     frame = rendering.frame
     rows = 0
     carry = b""
+    abandoned = False
 
     async def sink(chunk: bytes) -> None:
-        nonlocal rows, carry
-        data = carry + chunk if carry else chunk
-        end = data.rfind(row_end) + len(row_end)
-        if end < len(row_end):  # no row end at all
-            carry = bytes(data)
-            return
-        if end != len(data):
-            data, carry = data[:end], bytes(data[end:])
-        else:
-            carry = b""
-        count = data.count(row_end)
-        await write(frame(data, encoder.separator()))
-        encoder.count_rows(count)
-        rows += count
-        on_rows(count)
-        if len(chunk) < COALESCE_BYTES:
-            # asyncpg stops reading while the sink runs: a short pause lets the next chunk
-            # grow in the socket buffer instead of waking the loop for every few rows.
-            await asyncio.sleep(COALESCE_SECONDS)
+        nonlocal rows, carry, abandoned
+        try:
+            data = carry + chunk if carry else chunk
+            end = data.rfind(row_end) + len(row_end)
+            if end < len(row_end):  # no row end at all
+                carry = bytes(data)
+                return
+            if end != len(data):
+                data, carry = data[:end], bytes(data[end:])
+            else:
+                carry = b""
+            count = data.count(row_end)
+            await write(frame(data, encoder.separator()))
+            encoder.count_rows(count)
+            rows += count
+            on_rows(count)
+            if len(chunk) < COALESCE_BYTES:
+                # asyncpg stops reading while the sink runs: a short pause lets the next chunk
+                # grow in the socket buffer instead of waking the loop for every few rows.
+                await asyncio.sleep(COALESCE_SECONDS)
+        except BaseException:
+            abandoned = True
+            raise
 
     try:
         # COPY takes no parameters: asyncpg quotes the arguments into the statement.
@@ -151,10 +185,16 @@ async def copy_section(
             output=sink,
             **rendering.options,
         )
-    except asyncpg.exceptions.InvalidTextRepresentationError as err:
-        if DECLINED not in str(err):
+    except BaseException as err:
+        if abandoned or not isinstance(err, asyncpg.PostgresError):
+            # Not the server's answer: asyncpg may wait forever for its cancel's acknowledgement.
+            conn.terminate()
             raise
-        raise Declined(rows) from None
+        if isinstance(err, asyncpg.exceptions.InvalidTextRepresentationError) and (
+            DECLINED in str(err)
+        ):
+            raise Declined(rows) from None
+        raise
     if carry:
         raise RuntimeError("COPY ended inside a row")
     return rows

@@ -9,9 +9,11 @@ declined values are the ones the worker runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,7 +22,7 @@ import asyncpg
 import pytest
 
 from services.cli.synthetic import build_synthetic
-from services.worker import render, service
+from services.worker import catalog, render, service
 from services.worker.render import copy
 from shared.codex_tables import insert_rows, series_normalized_name
 from shared.fields import (
@@ -554,7 +556,7 @@ async def test_progress_advances_during_the_copy(synthetic_pool: tuple[asyncpg.P
     assert progress.total == 20_000
 
 
-async def test_cancel_aborts_the_copy_and_keeps_the_connection(
+async def test_cancel_aborts_the_copy_and_the_pool_serves_on(
     synthetic_pool: tuple[asyncpg.Pool, Any],
 ) -> None:
     pool, synthetic = synthetic_pool
@@ -584,3 +586,137 @@ def test_the_setting_chooses_the_renderer(monkeypatch: pytest.MonkeyPatch) -> No
     assert service.renderer_for(Settings()) == "database"
     monkeypatch.setenv("EXPORTS_RENDER_IN_DATABASE", "false")
     assert service.renderer_for(Settings()) == "python"
+
+
+SMALL_BOOKS = 80
+
+
+@pytest.fixture(scope="module")
+async def small_catalog(real_servers: Servers) -> tuple[str, Any]:
+    """80 books: with one narrow field a section's whole ``COPY`` (its rows, CopyDone,
+    CommandComplete and ReadyForQuery) is about 2 KB, one flush of the server's 8 KB send
+    buffer, so asyncpg has all of it before the sink sees the first chunk."""
+    url = await create_database(real_servers)
+    conn = await asyncpg.connect(url)
+    try:
+        synthetic = await build_synthetic(conn, series=4, books=SMALL_BOOKS)
+    finally:
+        await conn.close()
+    return url, synthetic
+
+
+@pytest.fixture
+async def small_pool(small_catalog: tuple[str, Any]) -> AsyncIterator[asyncpg.Pool]:
+    """A pool per test: a test that finds a hang terminates it to get control back."""
+    pool = await asyncpg.create_pool(small_catalog[0], min_size=1, max_size=2)
+    assert pool is not None
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), 10)
+        except TimeoutError:
+            pool.terminate()
+
+
+async def _ends(pool: asyncpg.Pool, run: Awaitable[Any]) -> asyncio.Task[Any]:
+    """Run ``run`` and return its ended task; fail if it is still running after 20 s.
+
+    A cancel (``asyncio.timeout``) would not get control back from a wait for a cancel
+    acknowledgement that never comes: every ``finally`` on the way out (the outer ROLLBACK,
+    the pool's reset) waits again. Terminating the pool's connections ends those waits, so
+    the suite never hangs.
+    """
+    task = asyncio.ensure_future(run)
+    done, _ = await asyncio.wait({task}, timeout=20)
+    if not done:
+        pool.terminate()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
+        pytest.fail("the export was still running 20 s after its sink failed (hung)")
+    return task
+
+
+async def _discard(data: bytes) -> None:
+    return None
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "md"])
+@pytest.mark.parametrize("failure", ["cancel", "upload"])
+async def test_a_sink_failure_once_the_copy_arrived_whole_ends_the_export(
+    small_pool: asyncpg.Pool, small_catalog: tuple[str, Any], fmt: str, failure: str
+) -> None:
+    """The owner cancels (``on_rows`` raises after the chunk) or the upload fails (``write``
+    raises) on the first and only chunk of a ``COPY`` asyncpg already holds whole: the export
+    ends with that very error (not a database error, so it is reported as what it is), and the
+    pool serves the next export. asyncpg 0.32 used to wait forever here for the acknowledgement
+    of a cancel request sent after the server had finished (see ``copy``'s docstring)."""
+    _, synthetic = small_catalog
+    export = _export(synthetic.user_id, fmt, "books", (), ("title",), [synthetic.library_id])
+    ctx = service.WorkerContext(Settings(), small_pool, None, None, "test")  # type: ignore[arg-type]
+    progress = service.Progress()
+    writes = 0
+
+    class UploadFailed(Exception):
+        pass
+
+    async def write(data: bytes) -> None:
+        nonlocal writes
+        writes += 1
+        # The file's start and the section's start come first: the third write is COPY's.
+        if writes == 3:
+            if failure == "upload":
+                raise UploadFailed("the object store refused the part")
+            progress.halt(service.ExportCancelled)
+
+    task = await _ends(small_pool, service._render(ctx, export, progress, write, "database"))
+    with pytest.raises(UploadFailed if failure == "upload" else service.ExportCancelled):
+        task.result()
+    if failure == "cancel":
+        # The one chunk held every row: the COPY had arrived whole, the case that hung.
+        assert progress.rows == SMALL_BOOKS
+    # The worker goes on: the next export on the same pool completes.
+    again = await _ends(
+        small_pool, service._render(ctx, export, service.Progress(), _discard, "database")
+    )
+    assert again.result() == SMALL_BOOKS
+    async with small_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_a_copy_its_sink_abandoned_ends_its_connection_and_session(
+    small_catalog: tuple[str, Any],
+) -> None:
+    """``copy_section`` on a connection of its own: the sink's error comes out, the connection
+    is closed (asyncpg would otherwise wait for a cancel acknowledgement that never comes) and
+    the server's session ends with it, so no idle transaction is left holding a snapshot."""
+    url, synthetic = small_catalog
+    section_plan = render.plan("books", ["title"], "csv", {"title": "Title"})
+    scope = catalog.Scope(synthetic.user_id, [synthetic.library_id])
+    encoder = render.make_encoder("csv", "books")
+
+    class Refused(Exception):
+        pass
+
+    async def write(data: bytes) -> None:
+        raise Refused
+
+    conn = await asyncpg.connect(url)
+    observer = await asyncpg.connect(url)
+    try:
+        pid = conn.get_server_pid()
+        await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with pytest.raises(Refused):
+            await copy.copy_section(conn, section_plan, scope, encoder, write, lambda n: None)
+        assert conn.is_closed()
+        for _ in range(200):
+            if not await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the server session of the abandoned COPY is still there")
+    finally:
+        conn.terminate()
+        await observer.close()
