@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from minio import Minio
 
 from services.cli import servers
 from shared.codex_tables import insert_rows
@@ -33,6 +34,15 @@ class Servers:
 
     def database_url(self, name: str) -> str:
         return self.postgres_url.rsplit("/", 1)[0] + "/" + name
+
+    def s3_client(self) -> Minio:
+        """A client of the session's S3 server, with its keys."""
+        return Minio(
+            self.s3_endpoint,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            secure=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +113,17 @@ def service_env(srv: Servers, database_url: str, **overrides: str) -> dict[str, 
 # --- A running system on the demo catalog -------------------------------------------------
 
 from tests.system import System, make_system  # noqa: E402
+
+
+# A user of their own for a module's exports on the demo catalog, and the demo's libraries by name.
+@pytest.fixture(scope="module")
+async def owner(demo_database: str) -> uuid.UUID:
+    return await new_user(demo_database)
+
+
+@pytest.fixture(scope="module")
+async def libraries(demo_database: str) -> list[dict[str, str]]:
+    return await libraries_by_name(demo_database)
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +206,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "servers (marked integration), tests/e2e/ the browser tests (marked e2e):\n  "
             + "\n  ".join(wrong)
         )
+
+
+async def libraries_by_name(database_url: str) -> list[dict[str, str]]:
+    """Every library as ``{"id", "name"}``, by name."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT id, name FROM libraries ORDER BY name")
+    finally:
+        await conn.close()
+    return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
 
 
 async def library_ids_by_name(database_url: str) -> list[str]:

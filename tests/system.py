@@ -137,3 +137,16 @@ def wait_for_export(client: httpx.Client, export_id: str, timeout: float = 90) -
             return body
         time.sleep(0.1)
     raise AssertionError(f"export {export_id} did not end in time: {body}")
+
+
+def export_and_download(
+    client: httpx.Client, body: dict[str, Any]
+) -> tuple[dict[str, Any], httpx.Response]:
+    """Create an export, wait until it has completed, download it: (its DTO, the download)."""
+    response = client.post("/api/v1/user/exports/series", json=body)
+    assert response.status_code == 202, response.text
+    done = wait_for_export(client, response.json()["id"])
+    assert done["status"] == "completed", done
+    download = client.get(f"/api/v1/user/exports/series/{done['id']}/download")
+    assert download.status_code == 200
+    return done, download

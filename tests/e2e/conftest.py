@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from tests.conftest import libraries_by_name
 from tests.e2e.helpers import DESKTOP, run
 from tests.system import System
 
@@ -74,13 +74,4 @@ def page(context: BrowserContext) -> Iterator[Page]:
 @pytest.fixture(scope="module")
 def libraries(demo_database: str) -> list[dict[str, str]]:
     """The demo catalog's libraries, by name."""
-
-    async def fetch() -> list[dict[str, str]]:
-        conn = await asyncpg.connect(demo_database)
-        try:
-            rows = await conn.fetch("SELECT id, name FROM libraries ORDER BY name")
-        finally:
-            await conn.close()
-        return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
-
-    return run(fetch)
+    return run(lambda: libraries_by_name(demo_database))

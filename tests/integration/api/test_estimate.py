@@ -86,7 +86,10 @@ def demo_libraries(demo_database: str) -> list[str]:
     return asyncio.run(library_ids_by_name(demo_database))
 
 
-@pytest.mark.parametrize(("fmt", "export_type", "preset"), CASES)
+@pytest.mark.parametrize(
+    ("fmt", "export_type", "preset", "compression"),
+    [(*case, "none") for case in CASES] + [(*case, "gzip") for case in GZIP_CASES],
+)
 def test_the_estimate_is_within_a_quarter_of_the_real_file_on_the_demo_catalog(
     demo_system: System,
     demo_database: str,
@@ -94,30 +97,18 @@ def test_the_estimate_is_within_a_quarter_of_the_real_file_on_the_demo_catalog(
     fmt: str,
     export_type: str,
     preset: str,
+    compression: str,
 ) -> None:
+    """Within ±25% for every format with a size model; a format without one, and every
+    compressed export (no sound model yet, see shared/estimate.py), has its counts and
+    ``bytes: null``."""
     user = asyncio.run(new_user(demo_database))
     with demo_system.client(user) as client:
-        estimate, done = _estimate_and_export(
-            client, _body(fmt, export_type, preset, demo_libraries)
-        )
-    ratio = _check(estimate, done, export_type, SIZE_MODELS[ExportFormat(fmt)] is not None)
-    print(f"\n{fmt} {export_type} {preset}: {done['fileSizeBytes']} B, estimate x {ratio}")
-
-
-@pytest.mark.parametrize(("fmt", "export_type", "preset"), GZIP_CASES)
-def test_a_compressed_export_has_counts_and_no_size_yet(
-    demo_system: System,
-    demo_database: str,
-    demo_libraries: list[str],
-    fmt: str,
-    export_type: str,
-    preset: str,
-) -> None:
-    user = asyncio.run(new_user(demo_database))
-    with demo_system.client(user) as client:
-        body = _body(fmt, export_type, preset, demo_libraries, compression="gzip")
+        body = _body(fmt, export_type, preset, demo_libraries, compression=compression)
         estimate, done = _estimate_and_export(client, body)
-    assert _check(estimate, done, export_type, sized=False) is None
+    sized = compression == "none" and SIZE_MODELS[ExportFormat(fmt)] is not None
+    ratio = _check(estimate, done, export_type, sized)
+    print(f"\n{fmt} {compression} {export_type} {preset}: {done['fileSizeBytes']} B, x {ratio}")
 
 
 def test_counts_follow_the_workers_visibility_rules(

@@ -22,25 +22,8 @@ pytestmark = pytest.mark.integration
 URL = "/api/v1/user/exports/series"
 
 
-@pytest.fixture(scope="module")
-async def owner(demo_database: str) -> uuid.UUID:
-    return await new_user(demo_database)
-
-
-@pytest.fixture(scope="module")
-async def libraries(demo_database: str) -> list[dict[str, str]]:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        rows = await conn.fetch("SELECT id, name FROM libraries ORDER BY name")
-    finally:
-        await conn.close()
-    return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
-
-
 def _store(srv: Servers) -> Minio:
-    return Minio(
-        srv.s3_endpoint, access_key=srv.s3_access_key, secret_key=srv.s3_secret_key, secure=False
-    )
+    return srv.s3_client()
 
 
 def run_export(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], bytes]:

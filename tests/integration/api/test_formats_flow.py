@@ -10,25 +10,14 @@ import re
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.formats import COMPRESSIONS, FORMATS, Compression, ExportFormat
 from tests.conftest import library_ids_by_name, new_user
-from tests.system import System, wait_for_export
+from tests.system import System, export_and_download
 
 pytestmark = pytest.mark.integration
 URL = "/api/v1/user/exports/series"
-
-
-def _download(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], httpx.Response]:
-    response = client.post(URL, json=body)
-    assert response.status_code == 202, response.text
-    done = wait_for_export(client, response.json()["id"])
-    assert done["status"] == "completed", done
-    download = client.get(f"{URL}/{done['id']}/download")
-    assert download.status_code == 200
-    return done, download
 
 
 def _body(fmt: str, libraries: list[str], compression: str | None) -> dict[str, Any]:
@@ -55,8 +44,8 @@ async def test_every_format_and_compression_is_deterministic_and_served_as_store
     info = FORMATS[ExportFormat(fmt)]
     gzipped = compression == Compression.GZIP
     with demo_system.client(owner) as client:
-        first, stored = _download(client, _body(fmt, libraries, compression))
-        second, again = _download(client, _body(fmt, libraries, compression))
+        first, stored = export_and_download(client, _body(fmt, libraries, compression))
+        second, again = export_and_download(client, _body(fmt, libraries, compression))
     assert stored.content == again.content, "two runs of the same request differ"
     assert second["sha256"] == first["sha256"]
     assert first["compression"] == compression
@@ -76,7 +65,7 @@ async def test_every_format_and_compression_is_deterministic_and_served_as_store
         assert stored.content[:10] == bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 255))
         plain = gzip.decompress(stored.content)
         with demo_system.client(owner) as client:
-            _, uncompressed = _download(client, _body(fmt, libraries, None))
+            _, uncompressed = export_and_download(client, _body(fmt, libraries, None))
         assert plain == uncompressed.content
         assert len(stored.content) < len(plain)
 
@@ -85,7 +74,7 @@ async def test_a_gzip_download_resumes_with_range(demo_system: System, demo_data
     owner = await new_user(demo_database)
     libraries = await library_ids_by_name(demo_database)
     with demo_system.client(owner) as client:
-        done, whole = _download(client, _body("csv", libraries, "gzip"))
+        done, whole = export_and_download(client, _body("csv", libraries, "gzip"))
         size = len(whole.content)
         cut = size // 3
         tail = client.get(
@@ -144,8 +133,8 @@ async def test_example_5_spreadsheet_with_both_sheets(
     owner = await new_user(demo_database)
     libraries = await library_ids_by_name(demo_database)
     with demo_system.client(owner) as client:
-        done, stored = _download(client, _body("xlsx", libraries, None))
-        _, plain = _download(client, _body("json", libraries, None))
+        done, stored = export_and_download(client, _body("xlsx", libraries, None))
+        _, plain = export_and_download(client, _body("json", libraries, None))
     document = json.loads(plain.content)
     book = openpyxl.load_workbook(io.BytesIO(stored.content), read_only=True)
     assert book.sheetnames == ["Series", "Books"]
@@ -166,8 +155,10 @@ async def test_example_6_analyse_the_parquet_file(demo_system: System, demo_data
     owner = await new_user(demo_database)
     libraries = await library_ids_by_name(demo_database)
     with demo_system.client(owner) as client:
-        done, stored = _download(client, _body("parquet", libraries, None))
-        _, csv_file = _download(client, {**_body("csv", libraries, None), "exportType": "books"})
+        done, stored = export_and_download(client, _body("parquet", libraries, None))
+        _, csv_file = export_and_download(
+            client, {**_body("csv", libraries, None), "exportType": "books"}
+        )
     table = pq.read_table(io.BytesIO(stored.content))
     assert table.num_rows == done["rowCount"] >= 3000
     assert table.schema.field("file_size").type == "int64"

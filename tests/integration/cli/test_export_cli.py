@@ -5,11 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import socket
 import stat
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,46 +22,11 @@ import pytest
 from services.cli import servers
 from shared.codex_tables import insert_rows
 from tests.conftest import Servers, create_database, new_user, service_env
+from tests.integration.cli.conftest import cli
 from tests.system import System, make_system, wait_for_export
 
 pytestmark = pytest.mark.integration
 URL = "/api/v1/user/exports/series"
-
-
-def cli(
-    *args: str,
-    home: Path,
-    env: dict[str, str] | None = None,
-    timeout: float = 180,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``codex-exports`` with a private config/state home (no dev stack, no saved token)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
-    base.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state")})
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=timeout,
-        check=False,
-        cwd=cwd,
-    )
-
-
-@pytest.fixture(scope="module")
-async def owner(demo_database: str) -> uuid.UUID:
-    return await new_user(demo_database)
-
-
-@pytest.fixture(scope="module")
-async def libraries(demo_database: str) -> list[dict[str, str]]:
-    conn = await asyncpg.connect(demo_database)
-    try:
-        rows = await conn.fetch("SELECT id, name FROM libraries ORDER BY name")
-    finally:
-        await conn.close()
-    return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,6 @@ from __future__ import annotations
 import difflib
 import gzip
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +22,7 @@ from services.cli import servers
 from services.cli.demo_seed import seed_demo
 from tests.conftest import Servers, create_database, service_env
 from tests.fixture_catalog import build
+from tests.integration.cli.conftest import cli
 from tests.system import System, make_system
 
 pytestmark = pytest.mark.integration
@@ -40,22 +38,6 @@ BACKUP = (
     "--preset",
     "all",
 )
-
-
-def cli(
-    *args: str, home: Path, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run ``codex-exports`` with a private config/state home (no dev stack, no saved token)."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
-    base.update({"XDG_CONFIG_HOME": str(home / "config"), "XDG_STATE_HOME": str(home / "state")})
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

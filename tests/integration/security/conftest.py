@@ -53,9 +53,7 @@ def private_systems(real_servers: Servers, servers_dir: Path) -> Iterator[System
 
 
 def store(srv: Servers) -> Minio:
-    return Minio(
-        srv.s3_endpoint, access_key=srv.s3_access_key, secret_key=srv.s3_secret_key, secure=False
-    )
+    return srv.s3_client()
 
 
 def key_client(system: System, key: str) -> httpx.Client:

@@ -18,13 +18,12 @@ from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
-import httpx
 import pytest
 
 from shared.codex_tables import insert_rows
 from tests.conftest import Servers, create_database, new_user
-from tests.integration.security.conftest import URL, SystemFactory, store
-from tests.system import System, wait_for_export
+from tests.integration.security.conftest import SystemFactory, store
+from tests.system import System, export_and_download
 
 pytestmark = pytest.mark.integration
 
@@ -169,16 +168,6 @@ async def hostile(real_servers: Servers, private_systems: SystemFactory) -> Host
     )
 
 
-def _export(client: httpx.Client, body: dict[str, Any]) -> tuple[dict[str, Any], httpx.Response]:
-    response = client.post(URL, json=body)
-    assert response.status_code == 202, response.text
-    done = wait_for_export(client, response.json()["id"])
-    assert done["status"] == "completed", done
-    download = client.get(f"{URL}/{done['id']}/download")
-    assert download.status_code == 200
-    return done, download
-
-
 def _check_disposition(header: str, file_name: str) -> None:
     match = DISPOSITION.fullmatch(header)
     assert match is not None, header
@@ -193,7 +182,7 @@ async def test_object_keys_and_file_names_come_only_from_server_side_ids(
     seen: list[str] = []
     with hostile.system.client(hostile.owner) as client:
         for libraries in requests:
-            done, download = _export(
+            done, download = export_and_download(
                 client, {"format": "json", "libraryIds": libraries, "fields": ["title"]}
             )
             assert re.fullmatch(r"codex-series-[a-z0-9-]+-\d{8}T\d{6}Z\.json", done["fileName"]), (
@@ -228,7 +217,7 @@ async def test_csv_cells_that_a_spreadsheet_would_run_are_guarded(hostile: Hosti
     every = list(hostile.libraries)
     with hostile.system.client(hostile.owner) as client:
         for export_type, key in (("series", "fields"), ("books", "bookFields")):
-            done, download = _export(
+            done, download = export_and_download(
                 client,
                 {
                     "format": "csv",
@@ -258,7 +247,7 @@ async def test_markdown_structure_survives_hostile_names_and_summaries(hostile: 
     every = list(hostile.libraries)
     with hostile.system.client(hostile.owner) as client:
         for export_type in ("series", "books", "both"):
-            done, download = _export(
+            done, download = export_and_download(
                 client,
                 {"format": "md", "exportType": export_type, "libraryIds": every, "preset": "all"},
             )
@@ -275,7 +264,7 @@ async def test_markdown_structure_survives_hostile_names_and_summaries(hostile: 
 
 async def test_json_keeps_every_hostile_value_exactly(hostile: Hostile) -> None:
     with hostile.system.client(hostile.owner) as client:
-        _, download = _export(
+        _, download = export_and_download(
             client,
             {
                 "format": "json",

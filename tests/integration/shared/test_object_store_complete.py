@@ -13,6 +13,7 @@ from minio import Minio
 
 from shared import object_store
 from tests.conftest import Servers
+from tests.integration.shared.conftest import scratch_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -21,20 +22,8 @@ PART = 5 * 1024 * 1024  # the smallest part S3 takes
 
 @pytest.fixture(scope="module")
 def store(real_servers: Servers) -> Iterator[tuple[Minio, str]]:
-    client = Minio(
-        real_servers.s3_endpoint,
-        access_key=real_servers.s3_access_key,
-        secret_key=real_servers.s3_secret_key,
-        secure=False,
-    )
-    bucket = "complete-" + uuid.uuid4().hex[:12]
-    client.make_bucket(bucket)
-    yield client, bucket
-    for obj in client.list_objects(bucket, recursive=True):
-        client.remove_object(bucket, obj.object_name or "")
-    for upload in client._list_multipart_uploads(bucket).uploads:
-        client._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
-    client.remove_bucket(bucket)
+    with scratch_bucket(real_servers, "complete") as made:
+        yield made
 
 
 def _objects(client: Minio, bucket: str, key: str) -> list[str]:

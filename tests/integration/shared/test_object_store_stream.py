@@ -23,12 +23,7 @@ SIZE = 9 * object_store.DOWNLOAD_CHUNK + 12_345  # more chunks than the read-ahe
 
 @pytest.fixture(scope="module")
 def stored(real_servers: Servers) -> Iterator[tuple[Minio, str, str, bytes]]:
-    client = Minio(
-        real_servers.s3_endpoint,
-        access_key=real_servers.s3_access_key,
-        secret_key=real_servers.s3_secret_key,
-        secure=False,
-    )
+    client = real_servers.s3_client()
     bucket = "stream-" + uuid.uuid4().hex[:12]
     client.make_bucket(bucket)
     data = os.urandom(SIZE)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from minio import Minio
 
 from shared import object_store
 from tests.conftest import Servers
@@ -21,12 +20,7 @@ async def test_an_upload_refused_mid_stream_is_an_object_store_error(
     """The store refuses the first part (no such bucket) while the export still writes: the
     next ``write`` raises ``ObjectStoreError``, as ``finish`` would, so the worker reports
     the file storage (and retries) instead of an unexpected error."""
-    client = Minio(
-        real_servers.s3_endpoint,
-        access_key=real_servers.s3_access_key,
-        secret_key=real_servers.s3_secret_key,
-        secure=False,
-    )
+    client = real_servers.s3_client()
     upload = object_store.StreamingUpload(
         client, "missing-" + uuid.uuid4().hex[:12], "exports/x.csv", "text/csv", part_size=PART
     )

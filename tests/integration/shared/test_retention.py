@@ -31,6 +31,7 @@ from shared import repository as exports_repo
 from shared.formats import ExportFormat, ExportType
 from shared.repository import ExportRow
 from tests.conftest import Servers
+from tests.integration.shared.conftest import scratch_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +42,8 @@ REASONS = ("expired", "completed_cap", "storage_cap", "deleted")
 
 @pytest.fixture(scope="module")
 def store(real_servers: Servers) -> Iterator[tuple[Minio, str]]:
-    client = Minio(
-        real_servers.s3_endpoint,
-        access_key=real_servers.s3_access_key,
-        secret_key=real_servers.s3_secret_key,
-        secure=False,
-    )
-    bucket = "retention-" + uuid.uuid4().hex[:12]
-    client.make_bucket(bucket)
-    yield client, bucket
-    for obj in client.list_objects(bucket, recursive=True):
-        client.remove_object(bucket, obj.object_name or "")
-    for upload in client._list_multipart_uploads(bucket).uploads:
-        client._abort_multipart_upload(bucket, upload.object_name, upload.upload_id)
-    client.remove_bucket(bucket)
+    with scratch_bucket(real_servers, "retention") as made:
+        yield made
 
 
 def _objects(client: Minio, bucket: str, prefix: str = "exports/") -> set[str]:
