@@ -67,7 +67,7 @@ class Scope:
 _INT64_LIMIT = 2.0**63
 
 
-def _number(value: int | float) -> int | float | None:
+def exported_number(value: int | float) -> int | float | None:
     """Integral numbers as ``int``, others as finite ``float``; NaN/inf are no data.
 
     An integral float as large as 2**63 stays a float (``1e+22``): JSON writers refuse
@@ -111,7 +111,7 @@ def _external_ratings(records: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     ratings: list[dict[str, Any]] = []
     for source, rating, votes in records:
         item: dict[str, Any] = {"source": source}
-        value = _number(rating)
+        value = exported_number(rating)
         if value is not None:
             item["rating"] = value
         if votes is not None:
@@ -344,7 +344,7 @@ _SERIES_COLUMNS: dict[str, _Column] = {
     "collections": _Column("sc.names", ("collections",), kind="names"),
     "expected_book_count": _Column("m.total_volume_count", kind="int"),
     "expected_chapter_count": _Column(
-        "m.total_chapter_count::text::float8", convert=_number, kind="float"
+        "m.total_chapter_count::text::float8", convert=exported_number, kind="float"
     ),
     "actual_book_count": _Column("COALESCE(bc.actual, 0)", ("counts",), kind="int"),
     "unread_book_count": _Column("COALESCE(bc.unread, 0)", ("counts",), kind="int"),
@@ -352,12 +352,12 @@ _SERIES_COLUMNS: dict[str, _Column] = {
         "CASE WHEN COALESCE(bc.actual, 0) = 0 THEN 0"
         " ELSE round((bc.actual - bc.unread) * 100.0 / bc.actual, 2) END::float8",
         ("counts",),
-        _number,
+        exported_number,
         kind="float",
     ),
     "user_rating": _Column("ur.rating", ("rating",), kind="int"),
     "user_notes": _Column("NULLIF(ur.notes, '')", ("rating",)),
-    "community_avg_rating": _Column("cr.average", ("community",), _number, kind="float"),
+    "community_avg_rating": _Column("cr.average", ("community",), exported_number, kind="float"),
     "external_ratings": _Column(
         "ser.items",
         ("external_ratings",),
@@ -403,7 +403,7 @@ _BOOK_COLUMNS: dict[str, _Column] = {
     "file_size": _Column("b.file_size", kind="int"),
     "book_format": _Column("NULLIF(b.format, '')"),
     "page_count": _Column("b.page_count", kind="int"),
-    "number": _Column("bm.number::float8", convert=_number, kind="float"),
+    "number": _Column("bm.number::float8", convert=exported_number, kind="float"),
     "created_at": _Column("b.created_at", kind="time"),
     "updated_at": _Column("b.updated_at", kind="time"),
     "title": _Column("NULLIF(bm.title, '')"),
@@ -415,7 +415,7 @@ _BOOK_COLUMNS: dict[str, _Column] = {
     "genres": _Column("bg.names", ("genres",), kind="names"),
     "tags": _Column("btg.names", ("tags",), kind="names"),
     "read_lists": _Column("brl.names", ("read_lists",), kind="names"),
-    "progress": _Column(_BOOK_PROGRESS, ("progress",), _number, kind="float"),
+    "progress": _Column(_BOOK_PROGRESS, ("progress",), exported_number, kind="float"),
     "current_page": _Column("rp.current_page", ("progress",), kind="int"),
     "completed": _Column("rp.completed", ("progress",), kind="bool"),
     "completed_at": _Column("rp.completed_at", ("progress",), kind="time"),

@@ -19,7 +19,6 @@ from shared.catalog_query import Kind as Kind
 from shared.catalog_query import RawColumn as RawColumn
 from shared.catalog_query import RawQuery as RawQuery
 from shared.catalog_query import Scope as Scope
-from shared.catalog_query import _number as _number
 from shared.catalog_query import count_books as count_books
 from shared.catalog_query import count_series as count_series
 from shared.catalog_query import field_kinds as field_kinds

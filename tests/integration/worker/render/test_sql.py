@@ -15,9 +15,9 @@ import asyncpg
 import orjson
 import pytest
 
-from services.worker.catalog import _number
 from services.worker.render import sql
 from services.worker.render.encoder import rfc3339
+from shared.catalog_query import exported_number
 from tests.conftest import Servers, create_database
 from tests.services.worker.render.samples import HOSTILE
 
@@ -63,7 +63,7 @@ async def test_floats_print_as_python_does(pool: asyncpg.Pool) -> None:
     rendered = await _sql_values(pool, sql.float_text("{x}"), values, "float8")
     as_json = await _sql_values(pool, sql.json_number("{x}"), values, "float8")
     for value, text, json_text in zip(values, rendered, as_json, strict=True):
-        number = _number(value)
+        number = exported_number(value)
         assert text == (None if number is None else repr(number)), value
         assert json_text == (None if number is None else orjson.dumps(number).decode()), value
 
