@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # when the export starts, before the attempt fails (retried; see shared.catalog_db).
     catalog_max_lag_seconds: float = Field(default=30.0, gt=0)
     nats_url: str = "nats://127.0.0.1:4222"
+    # Replicas of the EXPORTS stream and of its durable consumers (1 on a single server; 3 on a
+    # cluster of 3 survives the loss of one). Applied to an existing stream at start-up.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
 
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "exports"
