@@ -36,6 +36,8 @@ class Replication:
     replica: servers.PostgresServer
     nats: servers.NatsServer
     database: str
+    library: str
+    """A library of the demo catalog (the first by name), for the tests' exports."""
 
     def primary_url(self) -> str:
         return self.primary.url.rsplit("/", 1)[0] + "/" + self.database
@@ -131,7 +133,8 @@ async def replication() -> AsyncIterator[Replication]:
             await conn.close()
         replica = await asyncio.to_thread(servers.start_replica, primary, root / "replica")
         nats = await asyncio.to_thread(servers.start_nats, root / "nats")
-        stack = Replication(root, primary, replica, nats, name)
+        library = await _on(url, "SELECT id::text FROM libraries ORDER BY name, id LIMIT 1")
+        stack = Replication(root, primary, replica, nats, name, str(library))
         assert await stack.caught_up()
         yield stack
         replica = stack.replica

@@ -33,14 +33,6 @@ pytestmark = pytest.mark.integration
 URL = "/api/v1/user/exports/series"
 
 
-async def _library(replication: Replication) -> str:
-    conn = await asyncpg.connect(replication.primary_url())
-    try:
-        return str(await conn.fetchval("SELECT id FROM libraries ORDER BY name, id LIMIT 1"))
-    finally:
-        await conn.close()
-
-
 def _body(library: str, fmt: str = "json") -> dict[str, Any]:
     return {"format": fmt, "exportType": "both", "libraryIds": [library], "preset": "all"}
 
@@ -68,7 +60,7 @@ def _catalog_statements(queries: list[str]) -> list[str]:
 async def test_an_export_reads_the_catalog_on_the_replica(
     replication: Replication, replica_system: System, fmt: str
 ) -> None:
-    library = await _library(replication)
+    library = replication.library
     user = await new_user(replication.primary_url())
     assert await replication.caught_up()
     await reset_statements(replication.primary_url())
@@ -114,7 +106,7 @@ def _series_names(content: bytes) -> set[str]:
 async def test_a_lagging_replica_fails_the_export_never_a_stale_file(
     replication: Replication, replica_system: System
 ) -> None:
-    library = await _library(replication)
+    library = replication.library
     user = await new_user(replication.primary_url())
     assert await replication.caught_up()
     await replication.pause_replay()
@@ -152,7 +144,7 @@ async def test_an_export_waits_for_the_replica_to_catch_up(
 ) -> None:
     """Paused while the first attempt waits, resumed before the second: the second attempt
     completes, with the change the replica had not replayed when the export started."""
-    library = await _library(replication)
+    library = replication.library
     user = await new_user(replication.primary_url())
     assert await replication.caught_up()
     await replication.pause_replay()
@@ -183,7 +175,7 @@ async def test_an_export_waits_for_the_replica_to_catch_up(
 async def test_a_replica_that_is_down_fails_the_export_with_a_clear_error(
     replication: Replication, replica_system: System
 ) -> None:
-    library = await _library(replication)
+    library = replication.library
     user = await new_user(replication.primary_url())
     assert await replication.caught_up()
     await replication.stop_replica()
@@ -218,6 +210,72 @@ async def test_a_replica_that_is_down_fails_the_export_with_a_clear_error(
     with replica_system.client(user) as client:
         done, _ = export_and_download(client, _body(library))
     assert done["rowCount"] > 0
+
+
+async def test_a_replica_lost_while_an_export_reads_it_is_retried_on_the_primary_row(
+    replication: Replication, replica_system: System
+) -> None:
+    """The replica goes away while the export's query runs on it: the attempt fails with the
+    catalog's reason (not as an upload error), the row on the primary is handed back with it,
+    and the export completes once the replica is back.
+
+    The query is held on the replica deterministically: an ACCESS EXCLUSIVE lock taken on the
+    primary is replayed on the replica, where the export's reads of ``books`` wait for it."""
+    library = replication.library
+    user = await new_user(replication.primary_url())
+    # A worker allowed more attempts than the replica's restart may cost.
+    replica_system.stop_one("worker")
+    replica_system.start_one("worker", key="patient-worker", EXPORTS_MAX_DELIVER="6")
+    replica_system.wait_started("patient-worker")
+    locker = await asyncpg.connect(replication.primary_url())
+    try:
+        locking = locker.transaction()
+        await locking.start()
+        await locker.execute("LOCK TABLE books IN ACCESS EXCLUSIVE MODE")
+        with replica_system.client(user) as client:
+            created = client.post(URL, json=_body(library))
+            assert created.status_code == 202, created.text
+            export_id = created.json()["id"]
+            # The export's catalog query waits for the lock on the replica, not the primary.
+            deadline = time.monotonic() + 60
+            while not await _waiting_on_replica(replication):
+                assert time.monotonic() < deadline, "the export never queried the replica"
+                await asyncio.sleep(0.1)
+            await replication.stop_replica()
+            try:
+                while (row := await _row(replication, export_id))["error"] is None:
+                    assert time.monotonic() < deadline + 60, "the attempt never failed"
+                    await asyncio.sleep(0.1)
+                assert row["status"] == "pending", row
+                assert row["error"] == "the catalog database (read replica) was unavailable"
+            finally:
+                await locking.rollback()
+                await replication.start_replica()
+            done = wait_for_export(client, export_id, timeout=90)
+            assert done["status"] == "completed", done
+            download = client.get(f"{URL}/{export_id}/download")
+        assert download.status_code == 200
+        document = json.loads(download.content)
+        assert done["rowCount"] == len(document["series"]) + len(document["books"])
+        assert "catalog database unavailable" in replica_system.log("patient-worker")
+    finally:
+        await locker.close()
+        replica_system.stop_one("patient-worker")
+        replica_system.start_one("worker")
+        replica_system.wait_started("worker")
+
+
+async def _waiting_on_replica(replication: Replication) -> bool:
+    """Whether a backend on the replica waits for a lock while reading the catalog."""
+    conn = await asyncpg.connect(replication.replica_url())
+    try:
+        waiting = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return bool(waiting)
 
 
 def replica_system_store(system: System) -> Any:
