@@ -18,7 +18,7 @@ import asyncpg
 from faststream.nats import NatsBroker
 from minio import Minio
 
-from shared import metrics, object_store
+from shared import catalog_db, metrics, object_store
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,19 +145,31 @@ async def serve_health_and_metrics(
         return None
 
 
-def readiness(pool: asyncpg.Pool, broker: NatsBroker, store: Minio, bucket: str) -> ReadyCheck:
-    """A check naming the parts that are unreachable (empty when ready)."""
-    return check_all(
-        {
-            "database": lambda: pool.fetchval("SELECT 1"),
-            "nats": lambda: broker.ping(timeout=2.0),
-            "object store": lambda: asyncio.to_thread(store.bucket_exists, bucket),
-        }
-    )
+def readiness(
+    pool: asyncpg.Pool,
+    broker: NatsBroker,
+    store: Minio,
+    bucket: str,
+    catalog: asyncpg.Pool | None = None,
+) -> ReadyCheck:
+    """A check naming the parts that are unreachable (empty when ready); ``catalog`` is the
+    catalog database's pool when it is another server (a read replica)."""
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "database": lambda: pool.fetchval("SELECT 1"),
+        "nats": lambda: broker.ping(timeout=2.0),
+        "object store": lambda: asyncio.to_thread(store.bucket_exists, bucket),
+    }
+    if catalog is not None and catalog is not pool:
+        checks["catalog database"] = lambda: catalog.fetchval("SELECT 1")
+    return check_all(checks)
 
 
 async def serve(
-    settings: Settings, pool: asyncpg.Pool, broker: NatsBroker, store: Minio
+    settings: Settings,
+    pool: asyncpg.Pool,
+    broker: NatsBroker,
+    store: Minio,
+    catalog: asyncpg.Pool | None = None,
 ) -> asyncio.Server | None:
     """Worker and janitor: ``/metrics``, ``/healthz`` and ``/readyz`` on ``EXPORTS_METRICS_PORT``
     (None when it is 0 or taken)."""
@@ -165,25 +177,38 @@ async def serve(
         return None
     return await serve_health_and_metrics(
         settings.metrics_port,
-        readiness(pool, broker, store, settings.s3_bucket),
+        readiness(pool, broker, store, settings.s3_bucket, catalog),
         host=settings.api_host,
     )
 
 
 @asynccontextmanager
 async def consumer_clients(
-    settings: Settings, broker: NatsBroker, *, pool_size: int
-) -> AsyncIterator[tuple[asyncpg.Pool, Minio]]:
-    """The worker's and janitor's lifespan: their pool, their object store (bucket ready) and
-    their health and metrics server, closed in reverse order when the app stops."""
+    settings: Settings, broker: NatsBroker, *, pool_size: int, catalog_pool_size: int = 0
+) -> AsyncIterator[tuple[asyncpg.Pool, Minio, asyncpg.Pool]]:
+    """The worker's and janitor's lifespan: their pool, their object store (bucket ready), the
+    pool catalog reads use and their health and metrics server, closed in reverse order when
+    the app stops.
+
+    The catalog pool is the first pool itself unless ``catalog_pool_size`` is set and the
+    settings name a catalog database of its own (``shared.catalog_db``).
+    """
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=pool_size)
     try:
-        store = await object_store.open_store(settings)
-        server = await serve(settings, pool, broker, store)
+        catalog = (
+            await catalog_db.open_catalog_pool(settings, pool, max_size=catalog_pool_size)
+            if catalog_pool_size
+            else pool
+        )
         try:
-            yield pool, store
+            store = await object_store.open_store(settings)
+            server = await serve(settings, pool, broker, store, catalog)
+            try:
+                yield pool, store, catalog
+            finally:
+                if server is not None:
+                    server.close()
         finally:
-            if server is not None:
-                server.close()
+            await catalog_db.close_catalog_pool(catalog, pool)
     finally:
         await pool.close()

@@ -23,7 +23,17 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EXPORTS_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    # Catalog reads (the worker's snapshot and COPY, the api's estimates and library list) go
+    # here, e.g. a streaming read replica; empty: the same database as database_url. Job state
+    # (the exports schema's rows, claims, heartbeats, outbox) always stays on database_url.
+    catalog_database_url: SecretStr = SecretStr("")
+    # How long an export waits for the replica to replay up to the primary's WAL position taken
+    # when the export starts, before the attempt fails (retried; see shared.catalog_db).
+    catalog_max_lag_seconds: float = Field(default=30.0, gt=0)
     nats_url: str = "nats://127.0.0.1:4222"
+    # Replicas of the EXPORTS stream and of its durable consumers (1 on a single server; 3 on a
+    # cluster of 3 survives the loss of one). Applied to an existing stream at start-up.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
 
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "exports"
@@ -85,6 +95,16 @@ class Settings(BaseSettings):
                 "EXPORTS_JWT_SECRET must be set to a random value of at least "
                 f"{MIN_SECRET_LENGTH} characters (or set EXPORTS_DEV_MODE=true for development)"
             )
+
+    @property
+    def catalog_url(self) -> str:
+        """Where the catalog is read: ``catalog_database_url``, else ``database_url``."""
+        return self.catalog_database_url.get_secret_value() or self.database_url
+
+    @property
+    def catalog_is_separate(self) -> bool:
+        """Whether catalog reads go to another database than the job state (a read replica)."""
+        return self.catalog_url != self.database_url
 
     @cached_property
     def s3_url(self) -> str:

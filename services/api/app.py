@@ -23,7 +23,7 @@ from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.limits import BodyLimitMiddleware
 from services.api.routes import api_keys, auth, exports, health, page, usage
-from shared import metrics, object_store, outbox
+from shared import catalog_db, metrics, object_store, outbox
 from shared.bus import make_broker
 from shared.logs import redact
 from shared.settings import Settings
@@ -56,8 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10)
+        catalog = await catalog_db.open_catalog_pool(settings, pool, max_size=10)
         store = await object_store.open_store(settings)
         app.state.pool = pool
+        app.state.catalog_pool = catalog
         app.state.store = store
         await broker.start()
         await ensure_stream(broker.connection)
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
             await broker.stop()
+            await catalog_db.close_catalog_pool(catalog, pool)
             await pool.close()
 
     app = FastAPI(

@@ -26,6 +26,13 @@ def get_pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
+def get_catalog_pool(request: Request) -> asyncpg.Pool:
+    """Where the catalog is read: the read replica's pool, else the primary's
+    (``shared.catalog_db``)."""
+    pool: asyncpg.Pool = request.app.state.catalog_pool
+    return pool
+
+
 def get_store(request: Request) -> Minio:
     store: Minio = request.app.state.store
     return store
@@ -43,6 +50,7 @@ def get_broker(request: Request) -> NatsBroker:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+CatalogPoolDep = Annotated[asyncpg.Pool, Depends(get_catalog_pool)]
 StoreDep = Annotated[Minio, Depends(get_store)]
 BrokerDep = Annotated[NatsBroker, Depends(get_broker)]
 CodexKeysDep = Annotated[VerifiedKeys, Depends(get_codex_keys)]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from shared.catalog_db import CONNECTION_ERRORS
+
 # A value quoted in a message is cut past this many characters: a megabyte of bad input
 # must not come back as a megabyte of error message.
 QUOTED_MAX_CHARS = 64
@@ -83,6 +88,19 @@ class RangeNotSatisfiable(ApiError):
 class Unavailable(ApiError):
     status = 503
     code = "Unavailable"
+
+
+CATALOG_UNAVAILABLE = "The library catalog cannot be read right now; please try again shortly"
+
+
+@contextlib.contextmanager
+def catalog_reads() -> Iterator[None]:
+    """Around reads of the catalog database: a connection that fails (the read replica down,
+    ``shared.catalog_db``) answers 503 with a message instead of a 500."""
+    try:
+        yield
+    except CONNECTION_ERRORS as err:
+        raise Unavailable(CATALOG_UNAVAILABLE) from err
 
 
 EXPORT_NOT_FOUND = "Export not found"

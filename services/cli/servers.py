@@ -71,6 +71,7 @@ __all__ = [
     "postgres_bin_dir",
     "start_nats",
     "start_postgres",
+    "start_replica",
     "start_s3",
     "weed_binary",
 ]
@@ -476,6 +477,49 @@ def start_postgres(
         _kill_stray_postmaster(data_dir)
         raise _failure(f"PostgreSQL did not start on {LOOPBACK}:{port}: {exc}", log_path) from exc
     return PostgresServer(host=LOOPBACK, port=port, data_dir=data_dir, pid=pid, run_as=run_as)
+
+
+def start_replica(
+    primary: PostgresServer,
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    timeout: float = _DEFAULT_START_TIMEOUT,
+) -> PostgresServer:
+    """A streaming read replica of ``primary`` on 127.0.0.1:``port``, its cluster in ``data_dir``.
+
+    ``pg_basebackup -R`` copies the primary's cluster and writes ``standby.signal`` and the
+    ``primary_conninfo`` to stream from it (the primary needs what ``initdb`` gives by default:
+    ``wal_level = replica``, ``max_wal_senders`` above 0, a ``replication`` line in
+    ``pg_hba.conf`` for 127.0.0.1). Returns once the replica accepts connections, as a hot
+    standby: read-only, replaying the primary's WAL as it comes. A ``data_dir`` that already
+    holds a cluster is started as it is (a replica stopped and started again).
+    """
+    data_dir = Path(data_dir).absolute()
+    run_as = POSTGRES_RUN_AS if os.geteuid() == 0 else None
+    if not (data_dir / "PG_VERSION").exists():
+        _prepare_postgres_dir(data_dir, run_as)
+        argv = [
+            str(postgres_bin_dir() / "pg_basebackup"),
+            "-h", primary.host,
+            "-p", str(primary.port),
+            "-U", primary.user,
+            "-D", str(data_dir),
+            "-R",
+            "-X", "stream",
+            "-c", "fast",
+            "--no-sync",
+        ]  # fmt: skip
+        try:
+            _run_pg(argv, None, run_as, timeout=timeout + 60)
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stdout or b"").decode("utf-8", "replace")
+            raise ServerError(f"pg_basebackup failed into {data_dir}: {exc}\n{output}") from exc
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise ServerError(f"pg_basebackup failed into {data_dir}: {exc}") from exc
+        # The copy of the primary's log is not this server's.
+        _postgres_log(data_dir).unlink(missing_ok=True)
+    return start_postgres(data_dir, port, timeout=timeout)
 
 
 def _kill_stray_postmaster(data_dir: Path) -> None:

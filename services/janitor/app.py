@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
-        async with health.consumer_clients(settings, broker, pool_size=4) as (pool, store):
+        async with health.consumer_clients(settings, broker, pool_size=4) as (pool, store, _):
             state["ctx"] = service.JanitorContext(settings, pool, store, broker)
             yield
 

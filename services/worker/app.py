@@ -66,8 +66,14 @@ def create_app(settings: Settings | None = None) -> FastStream:
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
         pool_size = settings.worker_concurrency * 2 + 2
-        async with health.consumer_clients(settings, broker, pool_size=pool_size) as (pool, store):
-            state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
+        # The catalog reads take two connections per export (its snapshot and the count).
+        catalog_size = settings.worker_concurrency * 2
+        async with health.consumer_clients(
+            settings, broker, pool_size=pool_size, catalog_pool_size=catalog_size
+        ) as (pool, store, catalog):
+            state["runner"] = Runner(
+                WorkerContext(settings, pool, store, broker, worker_id, catalog_pool=catalog)
+            )
             abandoned = await asyncio.to_thread(render.remove_abandoned_files)
             if abandoned:
                 log.info("removed %d scratch directories of exports that died", abandoned)

@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import nats.errors
 
+from shared.catalog_db import CatalogBehind, CatalogUnavailable
 from shared.object_store import ObjectStoreError
 
 
@@ -29,6 +30,8 @@ class ExportLost(WorkerError):
 # Errors that mean "try again later": the network or a server, never the data.
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     ObjectStoreError,
+    CatalogUnavailable,
+    CatalogBehind,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
@@ -50,6 +53,13 @@ def describe(err: BaseException) -> str:
     """A sentence a person can read; never a stack trace."""
     if isinstance(err, ObjectStoreError):
         return "the file storage was unreachable or refused the upload"
+    if isinstance(err, CatalogUnavailable):
+        return "the catalog database (read replica) was unavailable"
+    if isinstance(err, CatalogBehind):
+        return (
+            "the catalog read replica was more than "
+            f"{err.max_lag_seconds:g} s behind the primary database"
+        )
     if isinstance(
         err,
         asyncpg.PostgresConnectionError

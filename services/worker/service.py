@@ -19,8 +19,8 @@ from services.worker import catalog, render
 from services.worker.errors import ExportCancelled, ExportInterrupted, ExportLost
 from services.worker.render import compression, copy
 from services.worker.render.encoder import Encoder
+from shared import catalog_db, metrics, object_store, retention
 from shared import fields as field_catalog
-from shared import metrics, object_store, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
 from shared.events import ExportCompleted, ExportFailed
@@ -69,6 +69,12 @@ class WorkerContext:
     store: Minio
     broker: NatsBroker
     worker_id: str
+    catalog_pool: asyncpg.Pool | None = None
+    """Where the catalog is read (``EXPORTS_CATALOG_DATABASE_URL``); None: ``pool``."""
+
+    @property
+    def catalog(self) -> asyncpg.Pool:
+        return self.catalog_pool if self.catalog_pool is not None else self.pool
 
 
 _SECTIONS: dict[ExportType, list[Kind]] = {
@@ -109,9 +115,11 @@ async def _render(
     renderer = renderer or renderer_for(ctx.settings)
     if not render.in_database(row.format):
         renderer = "python"  # a binary format: its library writes it from typed rows
+    sink = _Sink(write)
+    write = sink.write
     try:
         async with (
-            ctx.pool.acquire() as conn,
+            _catalog_connection(ctx, progress, sink) as conn,
             _transaction(conn, isolation="repeatable_read", readonly=True),
         ):
             libraries = await catalog.readable_library_ids(conn, row.user_id, row.library_ids)
@@ -119,7 +127,7 @@ async def _render(
             kinds = sections(row)
             # The count runs on a second connection in the same snapshot, while this one sorts.
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
-            counting = asyncio.create_task(_count(ctx.pool, snapshot, kinds, scope, progress))
+            counting = asyncio.create_task(_count(ctx.catalog, snapshot, kinds, scope, progress))
             try:
                 await _write_sections(
                     conn, row, kinds, scope, renderer, batch_rows, encoder, write, progress
@@ -137,6 +145,51 @@ async def _render(
     finally:
         render.discard(encoder)
     return progress.rows
+
+
+class _Sink:
+    """The file's ``write``, remembering whether it failed: an error that passes through the
+    catalog's ``COPY`` is then the upload's, not the catalog database's."""
+
+    def __init__(self, write: Callable[[bytes], Any]) -> None:
+        self._write = write
+        self.failed = False
+
+    async def write(self, data: bytes) -> Any:
+        try:
+            return await self._write(data)
+        except BaseException:
+            self.failed = True
+            raise
+
+
+@contextlib.asynccontextmanager
+async def _catalog_connection(
+    ctx: WorkerContext, progress: Progress, sink: _Sink
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to read the catalog on, inside the ``async with``.
+
+    With a catalog database of its own (a read replica, ``shared.catalog_db``), the connection
+    is handed out once the replica has replayed up to the primary's WAL position taken here,
+    at the export's start (:class:`catalog_db.CatalogBehind` past the allowed lag), and a
+    failure of the replica's connection — refused, shut down, lost in the middle of the
+    ``COPY`` — is raised as :class:`catalog_db.CatalogUnavailable`.
+    """
+    if not ctx.settings.catalog_is_separate:
+        async with ctx.catalog.acquire() as conn:
+            yield conn
+        return
+    target = await catalog_db.primary_position(ctx.pool)
+    try:
+        async with ctx.catalog.acquire() as conn:
+            await catalog_db.wait_for_replay(
+                conn, target, ctx.settings.catalog_max_lag_seconds, check=progress.check
+            )
+            yield conn
+    except catalog_db.CONNECTION_ERRORS as err:
+        if sink.failed:
+            raise
+        raise catalog_db.CatalogUnavailable(str(err) or type(err).__name__) from err
 
 
 @contextlib.asynccontextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -219,3 +221,102 @@ def test_secret_template_holds_only_refused_placeholders() -> None:
         ).require_production_secrets()
     for key, value in values.items():
         assert "changeme" in value, f"{key} must be an obvious placeholder"
+
+
+# --- The charts' values: NATS (3 servers, JetStream on files) and MinIO (distributed) ---------
+
+HELM = K8S / "helm"
+_INSTALL = re.compile(
+    r"helm upgrade --install (?P<release>\S+) (?P<chart>\S+) --namespace (?P<namespace>\S+)"
+    r" --create-namespace -f (?P<values>\S+)"
+)
+
+
+def _install(path: Path) -> dict[str, str]:
+    """The release, chart and namespace of the install command at the top of a values file."""
+    (found,) = [m.groupdict() for m in _INSTALL.finditer(path.read_text(encoding="utf-8"))]
+    assert found["values"] == str(path.relative_to(K8S.parents[1]))
+    return found
+
+
+def _config(objects: list[dict[str, Any]]) -> dict[str, str]:
+    data: dict[str, str] = by_kind(objects, "ConfigMap")["codex-exports-config"]["data"]
+    return data
+
+
+def test_the_values_files_are_the_only_files_of_helm() -> None:
+    assert sorted(p.name for p in HELM.iterdir()) == ["minio-values.yaml", "nats-values.yaml"]
+
+
+def test_nats_values_make_a_cluster_of_three_with_jetstream_on_files(
+    objects: list[dict[str, Any]],
+) -> None:
+    path = HELM / "nats-values.yaml"
+    install = _install(path)
+    assert install["chart"] == "nats/nats"
+    (values,) = yaml_documents(path)
+    config = values["config"]
+    assert config["cluster"]["enabled"] is True
+    assert config["cluster"]["replicas"] == 3
+    jetstream = config["jetstream"]
+    assert jetstream["enabled"] is True
+    assert jetstream["fileStore"]["enabled"] is True
+    assert jetstream["fileStore"]["pvc"]["enabled"] is True
+    assert jetstream["memoryStore"]["enabled"] is False
+    assert config["monitor"] == {"enabled": True, "port": 8222}
+    # The stream and its consumers have a replica on every server.
+    replicas = _config(objects)["EXPORTS_STREAM_REPLICAS"]
+    assert replicas == str(config["cluster"]["replicas"])
+    assert int(replicas) >= 3
+    # Message schedules (the janitor's timers) need NATS 2.12 or later.
+    major, minor = (
+        int(part) for part in values["container"]["image"]["tag"].split("-")[0].split(".")[:2]
+    )
+    assert (major, minor) >= (2, 12)
+
+
+def test_the_services_and_keda_reach_the_nats_release(objects: list[dict[str, Any]]) -> None:
+    install = _install(HELM / "nats-values.yaml")
+    release, namespace = install["release"], install["namespace"]
+    assert _config(objects)["EXPORTS_NATS_URL"] == (
+        f"nats://{release}.{namespace}.svc.cluster.local:4222"
+    )
+    (scaled,) = by_kind(objects, "ScaledObject").values()
+    endpoint = scaled["spec"]["triggers"][0]["metadata"]["natsServerMonitoringEndpoint"]
+    # KEDA asks <server name>.<endpoint> for the consumer's leader: the headless Service.
+    (values,) = yaml_documents(HELM / "nats-values.yaml")
+    port = values["config"]["monitor"]["port"]
+    assert endpoint == f"{release}-headless.{namespace}.svc.cluster.local:{port}"
+
+
+def test_minio_values_run_it_distributed_with_the_services_bucket(
+    objects: list[dict[str, Any]],
+) -> None:
+    path = HELM / "minio-values.yaml"
+    install = _install(path)
+    assert install["chart"] == "minio/minio"
+    (values,) = yaml_documents(path)
+    assert values["mode"] == "distributed"
+    # Erasure coding needs at least 4 drives; one server per node.
+    assert values["replicas"] * values["pools"] * values["drivesPerNode"] >= 4
+    assert values["replicas"] >= 4
+    assert values["persistence"]["enabled"] is True
+    assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+    config = _config(objects)
+    assert config["EXPORTS_S3_ENDPOINT"] == (
+        f"{install['release']}.{install['namespace']}.svc.cluster.local:9000"
+    )
+    assert config["EXPORTS_S3_BUCKET"] in {b["name"] for b in values["buckets"]}
+    # Its root credentials come from a Secret, never from the values.
+    assert values["existingSecret"]
+    assert "rootPassword" not in values and "rootUser" not in values
+    (user,) = values["users"]
+    assert "secretKey" not in user and user["existingSecret"]
+
+
+def test_the_catalog_replica_url_is_a_secret_and_optional() -> None:
+    (secret,) = yaml_documents(SECRET_TEMPLATE)
+    assert "EXPORTS_CATALOG_DATABASE_URL" in secret["stringData"]
+    assert "EXPORTS_CATALOG_DATABASE_URL" not in REQUIRED_SETTINGS
+    # Empty (left out of the Secret): the catalog is read on the primary.
+    assert Settings(database_url="postgresql://p/codex").catalog_url == "postgresql://p/codex"

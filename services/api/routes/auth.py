@@ -14,7 +14,8 @@ from fastapi import APIRouter
 
 from services.api import repository
 from services.api.auth import authenticate_password
-from services.api.deps import CurrentUser, PoolDep, SettingsDep
+from services.api.deps import CatalogPoolDep, CurrentUser, PoolDep, SettingsDep
+from services.api.errors import catalog_reads
 from shared.dto import ErrorBody, LoginRequest, LoginResponse
 from shared.tokens import issue_token
 
@@ -47,7 +48,9 @@ async def me(user: CurrentUser) -> dict[str, str]:
 
 @page_router.get("/libraries")
 @router.get("/libraries", responses={401: {"model": ErrorBody}})
-async def libraries(user: CurrentUser, pool: PoolDep) -> dict[str, list[dict[str, str]]]:
-    """The libraries the caller may read (for the New Export dialog)."""
-    libs = await repository.readable_libraries(pool, user.id)
+async def libraries(user: CurrentUser, catalog: CatalogPoolDep) -> dict[str, list[dict[str, str]]]:
+    """The libraries the caller may read (for the New Export dialog), from the catalog database
+    (a read replica when one is set)."""
+    with catalog_reads():
+        libs = await repository.readable_libraries(catalog, user.id)
     return {"libraries": [{"id": str(i), "name": n} for i, n in libs]}

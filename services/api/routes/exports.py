@@ -16,6 +16,7 @@ from services.api.deps import (
     ApiKeyCredential,
     BearerCredentials,
     BrokerDep,
+    CatalogPoolDep,
     CodexKeysDep,
     CurrentUser,
     PoolDep,
@@ -80,9 +81,12 @@ class EstimatePublic(CamelModel):
     response_model=EstimatePublic,
     responses={**ERRORS, 503: {"model": ErrorBody}},
 )
-async def estimate(body: ExportCreate, user: CurrentUser, pool: PoolDep) -> dict[str, Any]:
-    """Counts and a size estimate for a create body, before anything is queued."""
-    found = await estimate_export(pool, user.id, body)
+async def estimate(
+    body: ExportCreate, user: CurrentUser, catalog: CatalogPoolDep
+) -> dict[str, Any]:
+    """Counts and a size estimate for a create body, before anything is queued (read on the
+    catalog database: a read replica when one is set)."""
+    found = await estimate_export(catalog, user.id, body)
     return EstimatePublic(series=found.series, books=found.books, bytes=found.bytes).model_dump()
 
 

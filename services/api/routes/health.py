@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.api.deps import BrokerDep, PoolDep, SettingsDep, StoreDep
+from services.api.deps import BrokerDep, CatalogPoolDep, PoolDep, SettingsDep, StoreDep
 from shared import health
 from shared.metrics import metrics_response
 
@@ -19,9 +19,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(
-    pool: PoolDep, broker: BrokerDep, store: StoreDep, settings: SettingsDep
+    pool: PoolDep,
+    catalog: CatalogPoolDep,
+    broker: BrokerDep,
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
-    failing = await health.readiness(pool, broker, store, settings.s3_bucket)()
+    failing = await health.readiness(pool, broker, store, settings.s3_bucket, catalog)()
     if failing:
         return JSONResponse(
             {
