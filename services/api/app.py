@@ -23,7 +23,7 @@ from services.api.deps import CREDENTIAL_SCHEMES
 from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.limits import BodyLimitMiddleware
-from services.api.ratelimit import Limiter, RateLimitMiddleware, check_route
+from services.api.ratelimit import OPENAPI_RESPONSES, Limiter, RateLimitMiddleware, check_route
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import metrics, object_store, outbox
 from shared.bus import make_broker
@@ -173,11 +173,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost, so the time includes the other middleware and error handling.
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)
-    app.include_router(auth.router)
+    limited = OPENAPI_RESPONSES if limiter is not None else None
+    app.include_router(auth.router, responses=limited)
     app.include_router(auth.page_router)
-    app.include_router(exports.router)
-    app.include_router(usage.router)
-    app.include_router(api_keys.router)
+    app.include_router(exports.router, responses=limited)
+    app.include_router(usage.router, responses=limited)
+    app.include_router(api_keys.router, responses=limited)
     app.include_router(page.router)
     return app
 

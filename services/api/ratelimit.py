@@ -10,7 +10,11 @@ Every response but the exempt ones carries the bucket's ``X-RateLimit-Limit`` (t
 (seconds until a token is available: 0 while any is left; Codex's definition). A request
 over the limit is answered 429 with ``Retry-After`` (whole seconds, at least 1, after which
 one request will pass) and the API's error body. Exempt: ``/healthz``, ``/readyz``,
-``/metrics`` (probes and scrapes must never be refused).
+``/metrics`` (probes and scrapes must never be refused). The page and its static files count
+in the client IP's bucket like any anonymous request (a page load is a handful of requests,
+well within the burst). An export's event stream counts once, when it is opened (Codex
+exempts its own event stream; ours is one request per export watched, not a connection held
+for a whole session).
 
 Whose bucket a request takes from:
 
@@ -82,6 +86,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api.errors import RateLimited
 from shared import metrics
+from shared.dto import ErrorBody
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,6 +105,30 @@ TTL_MARGIN_SECONDS = 60.0
 SKIP_AFTER_FAILURE_SECONDS = 2.0
 _WARN_EVERY_SECONDS = 60.0
 _EPSILON = 1e-9
+
+
+_HEADER_DOCS = {
+    "X-RateLimit-Limit": "The bucket's size (its burst).",
+    "X-RateLimit-Remaining": "Requests left in the bucket after this one.",
+    "X-RateLimit-Reset": "Seconds until a request is available again (0 while any is left).",
+}
+#: The OpenAPI description of the refusal, on every rate-limited operation.
+OPENAPI_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {
+        "model": ErrorBody,
+        "description": "Too many requests: the caller's rate-limit bucket is empty.",
+        "headers": {
+            "Retry-After": {
+                "description": "Whole seconds after which one request passes.",
+                "schema": {"type": "integer"},
+            },
+            **{
+                name: {"description": text, "schema": {"type": "integer"}}
+                for name, text in _HEADER_DOCS.items()
+            },
+        },
+    }
+}
 
 
 @dataclass(frozen=True, slots=True)
