@@ -46,9 +46,9 @@ When NATS does not answer within ``EXPORTS_RATE_LIMIT_TIMEOUT_SECONDS`` the requ
 ``X-RateLimit-*`` headers; a warning is logged (at most once a minute) and
 ``exports_rate_limit_errors_total`` counts each one. For the next 2 s every request passes at
 once (no request waits out the timeout while NATS is away); then the store is tried again, the
-key-value bucket reopened (recreated if a restarted NATS lost it). Five compare-and-set
-conflicts in a row (one subject hammered through several replicas at once) also pass the
-request, counted the same way.
+key-value bucket reopened (recreated if a restarted NATS lost it). Ten compare-and-set
+conflicts in a row (one subject sending many simultaneous requests through several replicas)
+refuse the request (``Retry-After: 1``): a limiter must not let contention through.
 
 The bus intake (``export.submit``) is not rate limited: only trusted services may publish there.
 """
@@ -59,6 +59,7 @@ import asyncio
 import ipaddress
 import logging
 import math
+import random
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -95,9 +96,10 @@ KV_BUCKET = "exports_rate_limits"
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Where this module keeps one request's state in the ASGI scope.
 SCOPE_KEY = "exports.rate_limit"
-# A compare-and-set lost to another replica is retried this many times; past it the request
-# passes (fail open), as when NATS is unreachable.
-MAX_ATTEMPTS = 5
+# A compare-and-set lost to another replica is retried this many times, after a short random
+# pause that grows with each loss (replicas out of step); past it the request is refused.
+MAX_ATTEMPTS = 10
+_CONFLICT_PAUSE_SECONDS = 0.002
 # An idle key outlives its refill by this much, so a clock a little behind never sees a key
 # vanish early.
 TTL_MARGIN_SECONDS = 60.0
@@ -257,8 +259,10 @@ class Limiter:
                         self.kv = await open_bucket(self._nc, self.ttl_seconds)
                         self._reopen = False
                     return await self._take(key, limit)
-            except _Contended as err:
-                self._failed_open(err)
+            except _Contended:
+                # So many simultaneous requests of one subject through several replicas that
+                # the store cannot serialise them: over any sane rate, so refused, not let by.
+                return Decision(False, limit.burst, 0, 1, 1)
             except (TimeoutError, OSError, nats.errors.Error) as err:
                 self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE_SECONDS
                 self._reopen = True
@@ -268,8 +272,8 @@ class Limiter:
     async def _take(self, key: str, limit: Limit) -> Decision:
         kv = self.kv
         if kv is None:
-            raise _Contended("the rate-limit bucket is not open")
-        for _ in range(MAX_ATTEMPTS):
+            raise nats.errors.Error("the rate-limit bucket is not open")
+        for attempt in range(MAX_ATTEMPTS):
             try:
                 entry = await kv.get(key)
             except KeyNotFoundError:
@@ -286,9 +290,11 @@ class Limiter:
                 else:
                     await kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError:
-                continue  # another replica took a token in between: read again
+                # Another replica took a token in between: read again.
+                await asyncio.sleep(random.uniform(0, _CONFLICT_PAUSE_SECONDS * (attempt + 1)))  # noqa: S311
+                continue
             return decision
-        raise _Contended(f"{MAX_ATTEMPTS} compare-and-set conflicts in a row")
+        raise _Contended
 
     def _failed_open(self, err: BaseException | None) -> None:
         metrics.record_rate_limit_error()

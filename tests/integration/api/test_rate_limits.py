@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -258,6 +259,20 @@ def test_two_apis_share_one_bucket(apis: tuple[System, System], user: uuid.UUID)
     ip = address()
     assert [anon(first, ip).status_code for _ in range(ANON_BURST)] == [200] * ANON_BURST
     refused_properly(anon(second, ip), ANON_BURST)
+
+
+def test_simultaneous_requests_through_two_apis_never_pass_more_than_the_burst(
+    apis: tuple[System, System], user: uuid.UUID
+) -> None:
+    """The compare-and-set: requests racing each other in both processes take one token each."""
+    first, second = apis
+    count = 4 * USER_BURST
+    with ThreadPoolExecutor(count) as pool:
+        answers = list(pool.map(lambda n: as_user((first, second)[n % 2], user), range(count)))
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [200] * USER_BURST + [429] * (count - USER_BURST)
+    remaining = sorted(int(r.headers["x-ratelimit-remaining"]) for r in answers if r.is_success)
+    assert remaining == list(range(USER_BURST))
 
 
 # --- exempt ----------------------------------------------------------------------------------
