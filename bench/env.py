@@ -149,6 +149,8 @@ class Services:
                 # The bench measures exports, not the request rate limits: none it reaches.
                 "EXPORTS_RATE_LIMIT_USER_PER_SECOND": "100000",
                 "EXPORTS_RATE_LIMIT_USER_BURST": "100000",
+                "EXPORTS_RATE_LIMIT_ANON_PER_SECOND": "100000",
+                "EXPORTS_RATE_LIMIT_ANON_BURST": "100000",
             }
         )
         env.update(self.extra_env)
