@@ -244,13 +244,14 @@ class Limiter:
 
     async def take(self, key: str, limit: Limit) -> Decision | None:
         """Take a token from ``key``'s bucket; None when the store did not answer (fail open)."""
-        if time.monotonic() < self._skip_until:
-            self._failed_open(None)
-            return None
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
+            # Checked in the queue too: requests waiting behind one that timed out pass at once.
+            if time.monotonic() < self._skip_until:
+                self._failed_open(None)
+                return None
             try:
                 async with asyncio.timeout(self.timeout):
                     if self._reopen and self._nc is not None:
