@@ -146,6 +146,11 @@ class Services:
                 "EXPORTS_JWT_SECRET": JWT_SECRET,
                 "EXPORTS_LOG_LEVEL": "WARNING",
                 "EXPORTS_SWEEP_INTERVAL_SECONDS": "3600",
+                # The bench measures exports, not the request rate limits: none it reaches.
+                "EXPORTS_RATE_LIMIT_USER_PER_SECOND": "100000",
+                "EXPORTS_RATE_LIMIT_USER_BURST": "100000",
+                "EXPORTS_RATE_LIMIT_ANON_PER_SECOND": "100000",
+                "EXPORTS_RATE_LIMIT_ANON_BURST": "100000",
             }
         )
         env.update(self.extra_env)

@@ -77,6 +77,18 @@ HTTP_REQUEST_DURATION = Histogram(
     buckets=_HTTP_BUCKETS,
 )
 
+RATE_LIMITED = Counter(
+    "exports_rate_limited_total",
+    "HTTP requests refused with 429 by the request rate limits, by bucket: user (a signed-in "
+    "user's) or anonymous (a client IP's).",
+    ["bucket"],
+)
+RATE_LIMIT_ERRORS = Counter(
+    "exports_rate_limit_errors_total",
+    "HTTP requests let through without a rate limit because the NATS key-value store did not "
+    "answer in time (fail open).",
+)
+
 # --- worker ----------------------------------------------------------------------------------
 
 EXPORTS_IN_FLIGHT = Gauge(
@@ -226,6 +238,19 @@ def record_created(export_type: object, fmt: object, result: str) -> None:
     EXPORTS_CREATED.labels(
         _one_of(export_type, TYPES), _one_of(fmt, FORMATS), _one_of(result, CREATE_RESULTS)
     ).inc()
+
+
+RATE_LIMIT_BUCKETS = ("user", "anonymous")
+
+
+def record_rate_limited(bucket: str) -> None:
+    """One request refused by the rate limits (``bucket`` is one of :data:`RATE_LIMIT_BUCKETS`)."""
+    RATE_LIMITED.labels(_one_of(bucket, RATE_LIMIT_BUCKETS)).inc()
+
+
+def record_rate_limit_error() -> None:
+    """One request passed unlimited: the rate-limit store did not answer."""
+    RATE_LIMIT_ERRORS.inc()
 
 
 def record_claimed(fmt: str, queued_seconds: float) -> None:

@@ -71,6 +71,18 @@ class Settings(BaseSettings):
     # must have arrived whole this many seconds after its headers, else 408.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Request rate limits (services/api/ratelimit.py), Codex's defaults: a token bucket per
+    # signed-in user and per anonymous client IP, shared by every api replica through NATS.
+    rate_limit_enabled: bool = True
+    rate_limit_user_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_user_burst: int = Field(default=200, gt=0)
+    rate_limit_anon_per_second: float = Field(default=10.0, gt=0)
+    rate_limit_anon_burst: int = Field(default=50, gt=0)
+    # NATS slower than this: the request passes without a limit (fail open, logged, counted).
+    rate_limit_timeout_seconds: float = Field(default=1.0, gt=0)
+    # The proxies whose X-Forwarded-For names the client (uvicorn's --forwarded-allow-ips:
+    # comma-separated addresses or networks, "*" for any); the anonymous bucket is per client.
+    forwarded_allow_ips: str = "127.0.0.1"
     # Worker and janitor serve /metrics, /healthz and /readyz here; 0 turns that off.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     log_level: str = "INFO"

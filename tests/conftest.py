@@ -93,6 +93,16 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         await p.close()
 
 
+# Tests send many requests quickly from one address: limits no test reaches, still applied (the
+# headers and the shared bucket are exercised everywhere); tests of the limits set their own.
+TEST_RATE_LIMITS = {
+    "EXPORTS_RATE_LIMIT_USER_PER_SECOND": "100000",
+    "EXPORTS_RATE_LIMIT_USER_BURST": "100000",
+    "EXPORTS_RATE_LIMIT_ANON_PER_SECOND": "100000",
+    "EXPORTS_RATE_LIMIT_ANON_BURST": "100000",
+}
+
+
 def service_env(srv: Servers, database_url: str, **overrides: str) -> dict[str, str]:
     """Environment for a service process pointed at the test servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
@@ -104,6 +114,7 @@ def service_env(srv: Servers, database_url: str, **overrides: str) -> dict[str, 
             "EXPORTS_S3_ACCESS_KEY": srv.s3_access_key,
             "EXPORTS_S3_SECRET_KEY": srv.s3_secret_key,
             "EXPORTS_JWT_SECRET": "tests-" + "x" * 40,
+            **TEST_RATE_LIMITS,
         }
     )
     env.update(overrides)

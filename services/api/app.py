@@ -12,16 +12,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.nats import NatsBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api.codex_keys import VerifiedKeys
+from services.api.deps import CREDENTIAL_SCHEMES
 from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.limits import BodyLimitMiddleware
+from services.api.ratelimit import OPENAPI_RESPONSES, Limiter, RateLimitMiddleware, check_route
 from services.api.routes import api_keys, auth, exports, health, page, usage
 from shared import catalog_db, metrics, object_store, outbox
 from shared.bus import make_broker
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     settings.require_production_secrets()
     broker = make_broker(settings, "api")
+    limiter = Limiter(settings) if settings.rate_limit_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.store = store
         await broker.start()
         await ensure_stream(broker.connection)
+        if limiter is not None:
+            await limiter.start(broker.connection)
         relay = asyncio.create_task(_relay(pool, broker))
         try:
             yield
@@ -79,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Data Exports for the Codex library server.",
         lifespan=lifespan,
+        # A no-op unless the rate limits are on (services/api/ratelimit.py).
+        dependencies=[Depends(check_route)],
     )
     app.state.settings = settings
     app.state.broker = broker
@@ -159,14 +166,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
     )
+    if limiter is not None:
+        # Outside the body limits: a refused request is answered before its body is read.
+        app.add_middleware(
+            RateLimitMiddleware,
+            limiter=limiter,
+            schemes=CREDENTIAL_SCHEMES,
+        )
     # Outermost, so the time includes the other middleware and error handling.
     app.add_middleware(metrics.HttpMetricsMiddleware)
     app.include_router(health.router)
-    app.include_router(auth.router)
+    limited = OPENAPI_RESPONSES if limiter is not None else None
+    app.include_router(auth.router, responses=limited)
     app.include_router(auth.page_router)
-    app.include_router(exports.router)
-    app.include_router(usage.router)
-    app.include_router(api_keys.router)
+    app.include_router(exports.router, responses=limited)
+    app.include_router(usage.router, responses=limited)
+    app.include_router(api_keys.router, responses=limited)
     app.include_router(page.router)
     return app
 

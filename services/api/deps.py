@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from faststream.nats import NatsBroker
 from minio import Minio
 
+from services.api import ratelimit
 from services.api.auth import User, authenticate_key, decode_token, load_user
 from services.api.codex_keys import VerifiedKeys
 from services.api.errors import Unauthorized
@@ -77,6 +78,7 @@ ApiKeyCredential = Annotated[str | None, Depends(_api_key)]
 
 
 async def get_current_user(
+    request: Request,
     pool: PoolDep,
     settings: SettingsDep,
     codex_keys: CodexKeysDep,
@@ -87,7 +89,26 @@ async def get_current_user(
 
     When both are sent the bearer token decides: a bad token is refused even next to a good
     key, so a request never silently runs as someone other than its token says.
+
+    Then the request takes a token from the user's rate-limit bucket (429 when it is empty);
+    a credential that fails takes from the client IP's instead (services/api/ratelimit.py).
     """
+    try:
+        user = await _authenticate(pool, settings, codex_keys, bearer, api_key)
+    except Unauthorized:
+        await ratelimit.charge_anonymous(request)
+        raise
+    await ratelimit.charge_user(request, user.id)
+    return user
+
+
+async def _authenticate(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    codex_keys: VerifiedKeys,
+    bearer: HTTPAuthorizationCredentials | None,
+    api_key: str | None,
+) -> User:
     if bearer is not None and bearer.credentials.strip():
         user_id = decode_token(bearer.credentials.strip(), settings.jwt_secret.get_secret_value())
         return await load_user(pool, user_id)
@@ -95,5 +116,9 @@ async def get_current_user(
         return await authenticate_key(pool, codex_keys, api_key.strip())
     raise Unauthorized()
 
+
+# The dependencies that read a credential: a route depending on one of them authenticates its
+# caller, so the rate limiter leaves such a request with a credential to get_current_user.
+CREDENTIAL_SCHEMES = (_bearer, _api_key)
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -85,6 +85,18 @@ class RangeNotSatisfiable(ApiError):
     code = "RangeNotSatisfiable"
 
 
+class RateLimited(ApiError):
+    """Over the request rate limit (services/api/ratelimit.py); Codex's words for it."""
+
+    status = 429
+    code = "RateLimitExceeded"
+
+    def __init__(self, retry_after: int) -> None:
+        unit = "second" if retry_after == 1 else "seconds"
+        super().__init__(f"Too many requests. Please retry after {retry_after} {unit}.")
+        self.retry_after = retry_after
+
+
 class Unavailable(ApiError):
     status = 503
     code = "Unavailable"

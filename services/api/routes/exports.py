@@ -152,6 +152,7 @@ class _DownloadCaller:
 
 
 async def _download_caller(
+    request: Request,
     pool: PoolDep,
     settings: SettingsDep,
     codex_keys: CodexKeysDep,
@@ -170,7 +171,7 @@ async def _download_caller(
     if token is not None:
         return _DownloadCaller(None, token)
     return _DownloadCaller(
-        await get_current_user(pool, settings, codex_keys, bearer, api_key), None
+        await get_current_user(request, pool, settings, codex_keys, bearer, api_key), None
     )
 
 
