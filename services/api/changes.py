@@ -74,6 +74,10 @@ NOT_COMPARABLE = (
 )
 COMPARABLE_FORMATS = (ExportFormat.JSON, ExportFormat.JSONL)
 STOP_CHECK_ROWS = 1024  # rows between two looks at the stop flag
+# Comparisons one api process runs at once (each is a core's work for a large backup); more
+# requests wait their turn instead of starving every other request of CPU.
+MAX_RUNNING = 2
+_running: asyncio.Semaphore | None = None
 
 
 class Stopped(Exception):
@@ -528,7 +532,18 @@ async def compare(
     store: Minio, bucket: str, older: ExportRow, newer: ExportRow, *, max_items: int = MAX_ITEMS
 ) -> Changes:
     """Compare two comparable exports in a thread of its own (a long CPU-bound read must hold
-    none of the loop's executor threads); stops soon after the caller is cancelled."""
+    none of the loop's executor threads), at most ``MAX_RUNNING`` at once; stops soon after the
+    caller is cancelled."""
+    global _running
+    if _running is None:
+        _running = asyncio.Semaphore(MAX_RUNNING)
+    async with _running:
+        return await _compare_in_thread(store, bucket, older, newer, max_items)
+
+
+async def _compare_in_thread(
+    store: Minio, bucket: str, older: ExportRow, newer: ExportRow, max_items: int
+) -> Changes:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Changes] = loop.create_future()
     stop = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from services.api.changes import (
     SERIES,
     Changes,
     Pending,
+    Stopped,
     UnreadableFile,
     _Waiting,
     comparable,
@@ -381,3 +383,12 @@ def test_the_series_of_a_both_json_file_are_read_without_its_books() -> None:
                 io.BytesIO(data), ExportFormat.JSON, Compression.NONE, ExportType.BOTH, "books"
             )
         )
+
+
+def test_a_stopped_comparison_ends_early() -> None:
+    stop = threading.Event()
+    stop.set()
+    rows = (series(f"s{i}", "n") for i in range(10_000))
+    with pytest.raises(Stopped):
+        diff_section(SERIES, rows, iter([]), SERIES_KEYS, Changes(), stop=stop)
+    assert next(rows)["series_id"] != "s9999"  # the stream was not read to its end
