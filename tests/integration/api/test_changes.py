@@ -17,6 +17,8 @@ import httpx
 import pytest
 
 from shared.codex_tables import insert_rows
+from shared.naming import object_key
+from shared.settings import Settings
 from tests.conftest import Servers, create_database, new_user, service_env
 from tests.fixture_catalog import FIXTURE, build
 from tests.system import System, make_system, wait_for_export
@@ -173,7 +175,9 @@ def test_changes_between_two_backups_are_exactly_the_edits(system: tuple[System,
         assert (str(FIXTURE.series["secret"]), "added") in kinds
 
 
-def test_what_cannot_be_compared_is_refused_with_a_message(system: tuple[System, str]) -> None:
+def test_what_cannot_be_compared_is_refused_with_a_message(
+    system: tuple[System, str], real_servers: Servers
+) -> None:
     running, url = system
     with running.client(ALICE.id, ALICE.username) as client:
         base = _export(client, "json", "none")
@@ -207,6 +211,15 @@ def test_what_cannot_be_compared_is_refused_with_a_message(system: tuple[System,
         malformed = client.get(f"{URL}/{base['id']}/changes", params={"since": "nope"})
         assert malformed.status_code == 400 and malformed.json()["message"]
         assert client.get(f"{URL}/{base['id']}/changes").status_code == 400  # since missing
+
+        # A file gone from the store (deleted behind the api's back): 410, as for a download.
+        gone = _export(client, "jsonl", "gzip")
+        key = object_key(ALICE.id, uuid.UUID(gone["id"]), gone["fileName"])
+        bucket = running.env.get("EXPORTS_S3_BUCKET") or Settings.model_fields["s3_bucket"].default
+        real_servers.s3_client().remove_object(bucket, key)
+        response = _changes(client, gone["id"], base["id"])
+        assert response.status_code == 410, response.text
+        assert response.json()["message"] == "The file of one of the exports is no longer available"
 
         # Not completed (the worker stopped, so it stays pending): 409, either side.
         running.stop_one("worker")
