@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
+from services.cli import servers
 from shared.codex_tables import insert_rows
 from shared.naming import object_key
 from shared.settings import Settings
@@ -87,14 +88,21 @@ async def _edit(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def system(real_servers: Servers, servers_dir: Path) -> Iterator[tuple[System, str]]:
+    """api, worker and janitor on the hand-built catalog, with a NATS server of their own: on
+    the session's bus another system's workers (the demo's) would take these exports too."""
     url = asyncio.run(_build(real_servers))
-    env = service_env(real_servers, url, EXPORTS_MAX_COMPLETED_PER_USER="50")
-    running = make_system(env, servers_dir / "logs-changes")
-    running.start()
+    tag = uuid.uuid4().hex[:6]
+    nats = servers.start_nats(servers_dir / f"nats-changes-{tag}")
+    env = service_env(
+        real_servers, url, EXPORTS_NATS_URL=nats.url, EXPORTS_MAX_COMPLETED_PER_USER="50"
+    )
+    running = make_system(env, servers_dir / f"logs-changes-{tag}")
     try:
+        running.start()
         yield running, url
     finally:
         running.stop()
+        nats.stop()
 
 
 def _export(client: httpx.Client, fmt: str, compression: str, **extra: Any) -> dict[str, Any]:
