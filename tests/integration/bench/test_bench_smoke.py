@@ -60,6 +60,13 @@ def test_quick_bench_reports_every_figure() -> None:
     assert download["bytes"] == exports["csv"]["bytes"]
     assert download["api_mb_per_second_median"] > 0
 
+    # Two backups with known edits between them (bench/changes.py): the deleted books are the
+    # removed ones, the retitled series changed, the items capped.
+    changes = results["changes"]
+    assert changes["books"]["removed"] == 1000 and changes["books"]["added"] == 0
+    assert changes["books"]["changed"] > 0 and changes["series"]["changed"] > 0
+    assert changes["items"] == 1000 and changes["api_peak_rss_mib"] > 0
+
     assert results["create_to_running"]["count"] == 20
     load = results["api_load"]
     assert load["errors"] == {}, load["errors"]

@@ -81,3 +81,17 @@ async def test_a_missing_object_is_reported(stored: tuple[Minio, str, str, bytes
     client, bucket, _, _ = stored
     with pytest.raises(object_store.ObjectMissing):
         await anext(object_store.stream_object(client, bucket, "exports/stream/none.bin"))
+
+
+def test_open_object_reads_in_a_thread_as_a_file(stored: tuple[Minio, str, str, bytes]) -> None:
+    """The blocking reader (the api's comparison of two exports): buffered reads of any size
+    give the object's bytes in order; a missing key is ObjectMissing."""
+    client, bucket, key, data = stored
+    with object_store.open_object(client, bucket, key) as reader:
+        first = reader.read(10)
+        line = reader.readline()  # random bytes: up to the first b"\n" or the end
+        rest = reader.read()
+    assert first + line + rest == data
+    with pytest.raises(object_store.ObjectMissing):
+        with object_store.open_object(client, bucket, key + ".missing"):
+            pass
