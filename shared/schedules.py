@@ -328,6 +328,13 @@ async def record_run(
     return _row(record)
 
 
+async def advance(pool: asyncpg.Pool, schedule_id: UUID, next_run_at: datetime) -> None:
+    """A due time passed without a run (skipped): only the next due time moves."""
+    await pool.execute(
+        "UPDATE exports.schedules SET next_run_at = $2 WHERE id = $1", schedule_id, next_run_at
+    )
+
+
 async def overdue(pool: asyncpg.Pool, grace_seconds: float) -> list[ScheduleRow]:
     """Schedules whose next due time passed ``grace_seconds`` ago with no run recorded for it:
     their timer was lost (the sweep re-arms them)."""

