@@ -3,10 +3,11 @@
 and the janitor (firing).
 
 Cron: five fields (minute hour day-of-month month day-of-week) as in crontab, read in the
-schedule's IANA time zone with ``croniter`` (DST included: a local time that does not exist is
-skipped, one that exists twice runs once). A six-field form with a leading seconds field (as
-NATS and Quartz write it) is accepted too; ``EXPORTS_MIN_SCHEDULE_SECONDS`` (default 3600) bounds
-both, so in production it only makes "at second s of the hour" possible.
+schedule's IANA time zone with ``croniter``. DST: a local time the clocks skip runs when they
+jump (03:00 for a 02:30); one that happens twice runs once, unless the hour is ``*``. A
+six-field form with a leading seconds field (as NATS and Quartz write it) is accepted too;
+``EXPORTS_MIN_SCHEDULE_SECONDS`` (default 3600) bounds both, so in production it only makes "at
+second s" possible (tests lower it to fire every few seconds).
 
 Firing: NATS's own cron (``Nats-Schedule: <6-field cron>``) is evaluated in UTC and nats-server
 documents no time-zone header, so a zone with DST would drift by an hour twice a year. Each
@@ -65,25 +66,36 @@ class Cron:
     _expression: str
     _seconds_first: bool
 
+    @property
+    def _every_hour(self) -> bool:
+        return self._expression.split()[2 if self._seconds_first else 1] == "*"
+
     def next_after(self, moment: datetime) -> datetime:
-        """The first due time strictly after ``moment``, as an aware UTC datetime."""
+        """The first due time strictly after ``moment``, as an aware UTC datetime.
+
+        When the clocks go back, a wall time that happens twice runs once (the first time),
+        unless the cron's hour is ``*`` (then every real hour runs), as cron does.
+        """
         it = croniter(
             self._expression,
             moment.astimezone(self.zone),
             second_at_beginning=self._seconds_first,
         )
-        due: datetime = it.get_next(datetime)
-        return due.astimezone(UTC)
+        while True:
+            due: datetime = it.get_next(datetime)
+            local = due.astimezone(self.zone)
+            if local.fold == 1 and not self._every_hour:
+                first = local.replace(fold=0).astimezone(UTC)
+                if first != due.astimezone(UTC):
+                    continue  # the repeat of a wall time that already ran
+            return due.astimezone(UTC)
 
     def shortest_interval(self, start: datetime, samples: int = INTERVAL_SAMPLES) -> float:
         """The smallest gap in seconds between consecutive due times from ``start`` on."""
-        it = croniter(
-            self._expression, start.astimezone(self.zone), second_at_beginning=self._seconds_first
-        )
-        previous: datetime = it.get_next(datetime)
+        previous = self.next_after(start)
         shortest = float("inf")
         for _ in range(samples):
-            current: datetime = it.get_next(datetime)
+            current = self.next_after(previous)
             shortest = min(shortest, (current - previous).total_seconds())
             previous = current
         return shortest

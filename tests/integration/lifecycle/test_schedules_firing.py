@@ -9,7 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -46,8 +46,8 @@ async def small_catalog(restartable: Restartable) -> str:
     return url
 
 
-async def until(check: Callable[[], Awaitable[T]], timeout: float = 30) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(check: Callable[[], Awaitable[T]], within: float = 30) -> T:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await check()
         if value:
@@ -168,3 +168,110 @@ async def _true(value: bool) -> bool:
 async def _all_ended(url: str, schedule_id: str) -> bool:
     rows = await scheduled_exports(url, schedule_id)
     return all(r["status"] in ("completed", "failed", "cancelled") for r in rows)
+
+
+async def _fire(js: Any, schedule_id: str, due_at: datetime, times: int) -> None:
+    """Duplicate a schedule's timer: the same due time, fired ``times`` more times."""
+    event = ScheduleTimerFired(schedule_id=uuid.UUID(schedule_id), due_at=due_at)
+    for _ in range(times):
+        await js.publish(SCHEDULE_TIMER_FIRED, event.model_dump_json().encode())
+
+
+async def test_a_due_time_runs_once_across_restarts_duplicates_and_two_janitors(
+    restartable: Restartable, small_catalog: str, system_factory: Any
+) -> None:
+    system = system_factory(small_catalog, **FAST_SCHEDULES)
+    system.start_one("janitor", "janitor-2")
+    system.wait_started("janitor-2")
+    user = await fresh_user(small_catalog)
+    library = (await library_ids_by_name(small_catalog))[0]
+    with system.client(user) as client:
+        schedule = _schedule(client, library, keep=30)
+    sid = schedule["id"]
+
+    async def made() -> list[asyncpg.Record]:
+        return [r for r in await runs(small_catalog, sid) if r["export_id"]]
+
+    await until(lambda: _true_after(made, 2))
+    nc = await nats.connect(restartable.nats.url)
+    try:
+        js = nc.jetstream()
+        # A due time that already ran, fired again three times; the next one fired early twice
+        # (its own timer fires it again when due).
+        await _fire(js, sid, (await made())[-1]["due_at"], 3)
+        with system.client(user) as client:
+            upcoming = datetime.fromisoformat(client.get(f"{SCHEDULES}/{sid}").json()["nextRunAt"])
+        await _fire(js, sid, upcoming + timedelta(seconds=2), 2)
+    finally:
+        await nc.close()
+    # NATS down across a due time, then a janitor killed and started again.
+    restartable.restart_nats(down_seconds=2.5)
+    before = len(await made())
+    system.stop_one("janitor", kill=True)
+    system.start_one("janitor")
+    system.wait_started("janitor")
+    await until(lambda: _true_after(made, before + 3))
+    # Stop both janitors (gracefully: a run in hand is finished), then count.
+    system.stop_one("janitor")
+    system.stop_one("janitor-2")
+    recorded = await made()
+    conn = await asyncpg.connect(small_catalog)
+    try:
+        exports = await conn.fetch(
+            "SELECT id FROM exports.exports WHERE schedule_id = $1", uuid.UUID(sid)
+        )
+        keys = await conn.fetch(
+            "SELECT key, export_id FROM exports.idempotency_keys WHERE key LIKE $1",
+            f"schedule:{sid}:%",
+        )
+    finally:
+        await conn.close()
+    due_times = [r["due_at"] for r in recorded]
+    assert len(set(due_times)) == len(due_times)
+    # One export per due time: as many exports as due times that ran, each its own.
+    assert {r["export_id"] for r in recorded} == {r["id"] for r in exports}
+    assert len(exports) == len(recorded) == len(keys)
+    assert upcoming + timedelta(seconds=2) in due_times
+
+
+async def _true_after(made: Callable[[], Awaitable[list[Any]]], count: int) -> bool:
+    return len(await made()) >= count
+
+
+async def test_a_run_waits_at_the_concurrency_limit(
+    restartable: Restartable, small_catalog: str, system_factory: Any
+) -> None:
+    # No worker: exports stay pending, so the limit of 1 is held as long as the test wants.
+    system = system_factory(
+        small_catalog, "api", "janitor", EXPORTS_MAX_CONCURRENT_PER_USER="1", **FAST_SCHEDULES
+    )
+    user = await fresh_user(small_catalog)
+    library = (await library_ids_by_name(small_catalog))[0]
+    with system.client(user) as client:
+        held = client.post(
+            EXPORTS, json={"format": "json", "libraryIds": [library], "fields": ["title"]}
+        )
+        assert held.status_code == 202
+        schedule = _schedule(client, library, keep=3)
+        sid = schedule["id"]
+        # The run due first is recorded and waits: it holds no slot, makes no export.
+        waiting = await until(lambda: runs(small_catalog, sid))
+        await asyncio.sleep(3)
+        assert await scheduled_exports(small_catalog, sid) == []
+        pending = await runs(small_catalog, sid)
+        assert [r["export_id"] for r in pending] == [None]
+        assert pending[0]["due_at"] == waiting[0]["due_at"]
+        # A slot frees: the waiting run goes, once, for its own due time.
+        assert client.post(f"{EXPORTS}/{held.json()['id']}/cancel").status_code == 200
+        await until(lambda: scheduled_exports(small_catalog, sid))
+        await asyncio.sleep(3)
+        made = await scheduled_exports(small_catalog, sid)
+        assert len(made) == 1
+        ran = [r for r in await runs(small_catalog, sid) if r["export_id"]]
+        assert [(r["due_at"], r["export_id"]) for r in ran] == [
+            (waiting[0]["due_at"], made[0]["id"])
+        ]
+        # Run now is interactive: at the limit it is refused like a create, not queued.
+        now = client.post(f"{SCHEDULES}/{sid}/run")
+        assert now.status_code == 409
+        assert now.json()["error"] == "TooManyActiveExports"
