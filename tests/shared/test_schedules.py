@@ -112,23 +112,31 @@ def test_a_daily_cron_is_daily_across_dst() -> None:
     assert daily.shortest_interval(at(2026, 1, 1)) == 23.5 * 3600
 
 
+def test_rare_crons_are_measured_and_frequent_ones_stop_early() -> None:
+    leap = schedules.parse_cron("0 0 29 2 *", UTC_ZONE)
+    assert leap.shortest_interval(at(2026, 1, 1)) == 1461 * 86400  # 2028 to 2032
+    every_minute = schedules.parse_cron("* * * * *", UTC_ZONE)
+    assert every_minute.shortest_interval(at(2026, 1, 1), below=3600) == 60
+
+
 def test_check_interval_message() -> None:
     cron = schedules.parse_cron("*/5 * * * *", UTC_ZONE)
     with pytest.raises(InvalidSchedule) as err:
         schedules.check_interval(cron, 3600, at(2026, 5, 1))
     assert str(err.value) == (
-        "Schedule runs too often: at most once every 1 hour (this cron runs every 5 minutes)"
+        "Schedule runs too often: at most once every hour (this cron runs every 5 minutes)"
     )
     schedules.check_interval(schedules.parse_cron("0 * * * *", UTC_ZONE), 3600, at(2026, 5, 1))
 
 
 def test_interval_text() -> None:
-    assert schedules.interval_text(3600) == "1 hour"
+    assert schedules.interval_text(3600) == "hour"
     assert schedules.interval_text(7200) == "2 hours"
-    assert schedules.interval_text(60) == "1 minute"
+    assert schedules.interval_text(60) == "minute"
     assert schedules.interval_text(90) == "90 seconds"
-    assert schedules.interval_text(1) == "1 second"
-    assert schedules.interval_text(86400) == "1 day"
+    assert schedules.interval_text(1) == "second"
+    assert schedules.interval_text(86400) == "day"
+    assert schedules.interval_text(0) == "0 seconds"
 
 
 @pytest.mark.parametrize("keep", [0, 31, -1, "7", 7.0, True, None])

@@ -9,7 +9,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -18,7 +18,7 @@ import pytest
 
 from services.cli.demo_seed import seed_demo
 from shared.events import ScheduleTimerFired
-from shared.subjects import SCHEDULE_RAN, SCHEDULE_TIMER_FIRED
+from shared.subjects import SCHEDULE_RAN, SCHEDULE_TIMER_FIRED, STREAM, schedule_timer_subject
 from tests.conftest import create_database, library_ids_by_name
 from tests.integration.lifecycle.conftest import Restartable, fresh_user
 
@@ -275,3 +275,41 @@ async def test_a_run_waits_at_the_concurrency_limit(
         now = client.post(f"{SCHEDULES}/{sid}/run")
         assert now.status_code == 409
         assert now.json()["error"] == "TooManyActiveExports"
+
+
+async def test_the_sweep_rearms_a_schedule_whose_timer_was_lost(
+    restartable: Restartable, small_catalog: str, system_factory: Any
+) -> None:
+    system = system_factory(small_catalog, EXPORTS_SWEEP_INTERVAL_SECONDS="2", **FAST_SCHEDULES)
+    user = await fresh_user(small_catalog)
+    library = (await library_ids_by_name(small_catalog))[0]
+    with system.client(user) as client:
+        schedule = _schedule(client, library, keep=3, cron="0 3 * * *")
+    sid = uuid.UUID(schedule["id"])
+    nc = await nats.connect(restartable.nats.url)
+    conn = await asyncpg.connect(small_catalog)
+    try:
+        js = nc.jetstream()
+        # The timer is armed on the schedule's own subject ...
+        armed = await js.get_last_msg(STREAM, schedule_timer_subject(sid))
+        assert json.loads(armed.data)["due_at"].startswith(schedule["nextRunAt"][:19])
+        # ... and lost, while its due time passed long ago.
+        await js.purge_stream(STREAM, subject=schedule_timer_subject(sid))
+        lost_due = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+        await conn.execute(
+            "UPDATE exports.schedules SET next_run_at = $2 WHERE id = $1", sid, lost_due
+        )
+        ran = await until(lambda: runs(small_catalog, str(sid)))
+        assert [r["due_at"] for r in ran] == [lost_due]
+        await until(lambda: _true_after(lambda: scheduled_exports(small_catalog, str(sid)), 1))
+        with system.client(user) as client:
+            after = client.get(f"{SCHEDULES}/{sid}").json()
+        # The next due time is tomorrow's (or today's) 03:00 UTC again, and armed.
+        next_run = datetime.fromisoformat(after["nextRunAt"])
+        assert (next_run.hour, next_run.minute) == (3, 0)
+        assert next_run > datetime.now(UTC)
+        rearmed = await js.get_last_msg(STREAM, schedule_timer_subject(sid))
+        assert datetime.fromisoformat(json.loads(rearmed.data)["due_at"]) == next_run
+    finally:
+        await conn.close()
+        await nc.close()
