@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import nats
+import nats.js.errors
 import pytest
 
 from services.cli.demo_seed import seed_demo
@@ -136,6 +137,18 @@ async def test_runs_keep_only_keep_and_skip_the_completed_cap(
                 state["lastRunAt"]
             )
             assert client.delete(f"{SCHEDULES}/{schedule['id']}").status_code == 204
+            # Its timer is purged from the stream (a run in flight may still re-arm it once; it
+            # then fires into a schedule that is gone and does nothing).
+            timer = schedule_timer_subject(uuid.UUID(schedule["id"]))
+
+            async def timer_gone() -> bool:
+                try:
+                    await nc.jetstream().get_last_msg(STREAM, timer)
+                except nats.js.errors.NotFoundError:
+                    return True
+                return False
+
+            await until(timer_gone, within=5)
             # Its timer is gone with it: no run is made after the delete (beyond one in flight).
             after_delete = len(await scheduled_exports(small_catalog, schedule["id"]))
             await asyncio.sleep(4)
