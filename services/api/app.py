@@ -24,7 +24,7 @@ from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.limits import BodyLimitMiddleware
 from services.api.ratelimit import OPENAPI_RESPONSES, Limiter, RateLimitMiddleware, check_route
-from services.api.routes import api_keys, auth, exports, health, page, usage
+from services.api.routes import api_keys, auth, exports, health, page, schedules, usage
 from shared import catalog_db, metrics, object_store, outbox
 from shared.bus import make_broker
 from shared.logs import redact
@@ -180,6 +180,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router, responses=limited)
     app.include_router(auth.page_router)
     app.include_router(exports.router, responses=limited)
+    app.include_router(schedules.router, responses=limited)
     app.include_router(usage.router, responses=limited)
     app.include_router(api_keys.router, responses=limited)
     app.include_router(page.router)

@@ -7,12 +7,15 @@ and catalog schemas, then grants:
 - api: SELECT on the catalog tables it reads (libraries, users, Codex's api_keys, and the
   tables an export reads, which ``POST /estimate`` counts and samples), SELECT, INSERT, UPDATE,
   DELETE on the exports schema's tables (exports, idempotency keys, its own API
-  keys) and SELECT on its library access rules.
+  keys, schedules and their runs) and SELECT on its library access rules.
 - worker: SELECT on the catalog tables an export reads (never ``users`` or ``api_keys``) and on
   ``exports.user_library_access``, and SELECT, UPDATE, DELETE on ``exports.exports`` — UPDATE to
   claim, beat and complete a run, DELETE because it evicts the exports over a cap right after a
-  completion (the janitor's sweep does the same).
-- janitor: SELECT, UPDATE, DELETE on ``exports.exports`` and nothing in the catalog.
+  completion (the janitor's sweep does the same), and SELECT on ``exports.schedules`` (each
+  schedule's keep).
+- janitor: SELECT, UPDATE, DELETE on ``exports.exports``; SELECT, UPDATE on
+  ``exports.schedules`` and SELECT, INSERT, UPDATE on ``exports.schedule_runs`` (it fires the
+  schedules); nothing in the catalog.
 - all three: SELECT, INSERT, DELETE on ``exports.deletions``, the tombstones each deletion of a
   row leaves until its file is gone (``shared.retention``).
 
@@ -39,7 +42,15 @@ DEFAULT_CATALOG_SCHEMA = "public"
 API_CATALOG_TABLES = codex_tables.API_TABLES
 WORKER_CATALOG_TABLES = codex_tables.WORKER_TABLES
 DML = ("SELECT", "INSERT", "UPDATE", "DELETE")
-API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys")
+API_EXPORTS_TABLES = ("exports", "idempotency_keys", "api_keys", "schedules", "schedule_runs")
+# Scheduled exports (SPEC §12): the worker reads each schedule's keep when it evicts right after
+# a completion; the janitor fires them (reads, locks FOR SHARE and updates a schedule, records
+# each run once).
+WORKER_SCHEDULE_PRIVILEGES = {"schedules": ("SELECT",)}
+JANITOR_SCHEDULE_PRIVILEGES = {
+    "schedules": ("SELECT", "UPDATE"),
+    "schedule_runs": ("SELECT", "INSERT", "UPDATE"),
+}
 # Library access rules are read by the api and the worker, never written by a service.
 READ_ONLY_EXPORTS_TABLES = ("user_library_access",)
 RUNNER_EXPORTS_PRIVILEGES = ("SELECT", "UPDATE", "DELETE")
@@ -113,11 +124,19 @@ def grant_statements(roles: Roles, *, catalog_schema: str = DEFAULT_CATALOG_SCHE
                 f"GRANT {', '.join(RUNNER_EXPORTS_PRIVILEGES)}"
                 f" ON {table(exports, 'exports')} TO {who}"
             )
+            grants += [
+                f"GRANT {', '.join(p)} ON {table(exports, t)} TO {who}"
+                for t, p in WORKER_SCHEDULE_PRIVILEGES.items()
+            ]
         else:
             grants.append(
                 f"GRANT {', '.join(RUNNER_EXPORTS_PRIVILEGES)}"
                 f" ON {table(exports, 'exports')} TO {who}"
             )
+            grants += [
+                f"GRANT {', '.join(p)} ON {table(exports, t)} TO {who}"
+                for t, p in JANITOR_SCHEDULE_PRIVILEGES.items()
+            ]
     return revokes + grants
 
 

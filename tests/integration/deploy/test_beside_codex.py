@@ -361,6 +361,24 @@ def _exercise_http(run: Running) -> None:
             assert cancelled.status_code == 202
             client.post(f"{URL}/{cancelled.json()['id']}/cancel")
             assert client.delete(f"{URL}/{made[0]}").status_code == 204
+            # Schedules (SPEC §12): create, run now (the worker reads the keep), list, delete.
+            schedules = "/api/v1/user/exports/schedules"
+            schedule = client.post(
+                schedules,
+                json={
+                    "request": {"format": "json", "libraryIds": [library], "fields": ["title"]},
+                    "cron": "0 3 * * *",
+                    "keep": 1,
+                },
+            )
+            assert schedule.status_code == 201, schedule.text
+            sid = schedule.json()["id"]
+            for _ in range(2):
+                ran = client.post(f"{schedules}/{sid}/run")
+                assert ran.status_code == 202, ran.text
+                assert wait_for_export(client, ran.json()["id"])["status"] == "completed"
+            assert client.get(schedules).status_code == 200
+            assert client.delete(f"{schedules}/{sid}").status_code == 204
     with system.client(codex.user) as client:
         key = client.post("/api/v1/user/api-keys", json={"name": "own"})
         assert key.status_code == 201, key.text

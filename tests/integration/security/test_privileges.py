@@ -73,6 +73,9 @@ async def stack(real_servers: Servers, private_systems: SystemFactory) -> AsyncI
         EXPORTS_MAX_COMPLETED_PER_USER="1",
         EXPORTS_SWEEP_INTERVAL_SECONDS="2",
         EXPORTS_RETENTION_SECONDS="20",
+        # Schedules fire every 2 s here (test_a_schedule_fires_on_the_roles).
+        EXPORTS_MIN_SCHEDULE_SECONDS="1",
+        EXPORTS_SCHEDULE_SPREAD_SECONDS="0",
     )
     for service in SERVICES:
         system.start_one(service, EXPORTS_DATABASE_URL=urls[service])
@@ -153,6 +156,46 @@ async def test_an_export_runs_end_to_end_with_each_service_on_its_own_role(
         assert system.processes[service].poll() is None
 
 
+async def test_a_schedule_fires_on_the_roles(stack: Stack) -> None:
+    """The janitor's role fires a schedule (reads, locks and updates it, records its runs), the
+    api's role answers export.submit with scheduleId, the worker's role keeps only `keep`."""
+    system = stack.system
+    schedules = "/api/v1/user/exports/schedules"
+    body = {
+        "request": {"format": "json", "libraryIds": [stack.library], "fields": ["title"]},
+        "cron": "*/2 * * * * *",
+        "keep": 1,
+    }
+    with system.client(stack.user) as client:
+        schedule = client.post(schedules, json=body)
+        assert schedule.status_code == 201, schedule.text
+        sid = schedule.json()["id"]
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                made = await conn.fetchval(
+                    "SELECT count(*) FROM exports.schedule_runs"
+                    " WHERE schedule_id = $1 AND export_id IS NOT NULL",
+                    uuid.UUID(sid),
+                )
+                completed = await conn.fetchval(
+                    "SELECT count(*) FROM exports.exports"
+                    " WHERE schedule_id = $1 AND status = 'completed'",
+                    uuid.UUID(sid),
+                )
+                if made >= 3 and completed == 1:
+                    break
+                await asyncio.sleep(0.3)
+            assert made >= 3 and completed == 1, (made, completed)
+        finally:
+            await conn.close()
+        assert client.delete(f"{schedules}/{sid}").status_code == 204
+    for service in SERVICES:
+        log = system.log(service)
+        assert "permission denied" not in log, f"{service}:\n{log[-3000:]}"
+
+
 FORBIDDEN = {
     "api": [
         "INSERT INTO libraries (id, name, path, created_at, updated_at)"
@@ -176,6 +219,8 @@ FORBIDDEN = {
         "INSERT INTO exports.exports (id) VALUES (gen_random_uuid())",
         "SELECT count(*) FROM exports.api_keys",
         "SELECT count(*) FROM exports.idempotency_keys",
+        "UPDATE exports.schedules SET keep = 30",
+        "SELECT count(*) FROM exports.schedule_runs",
         "CREATE TABLE exports.evil (id int)",
         "TRUNCATE exports.exports",
     ],
@@ -188,6 +233,8 @@ FORBIDDEN = {
         "DELETE FROM exports.idempotency_keys",
         "CREATE TABLE exports.evil (id int)",
         "UPDATE exports.deletions SET reason = 'x'",
+        "DELETE FROM exports.schedules",
+        "DELETE FROM exports.schedule_runs",
     ],
 }
 

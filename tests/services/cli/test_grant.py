@@ -15,14 +15,22 @@ def test_each_service_gets_only_its_tables() -> None:
         'GRANT USAGE ON SCHEMA "exports" TO "j"',
         'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "j"',
         'GRANT SELECT, UPDATE, DELETE ON "exports"."exports" TO "j"',
+        # It fires the schedules: reads and updates them, records each run once; never deletes.
+        'GRANT SELECT, UPDATE ON "exports"."schedules" TO "j"',
+        'GRANT SELECT, INSERT, UPDATE ON "exports"."schedule_runs" TO "j"',
     ]
     worker = [s for s in grants if s.endswith('TO "w"')]
     # The only table the worker inserts into: the tombstones of the exports it evicts.
     assert [s for s in worker if "INSERT" in s] == [
         'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "w"'
     ]
+    # The worker only reads the schedules (each one's keep), and nothing of their runs.
+    assert [s for s in worker if "schedule" in s] == [
+        'GRANT SELECT ON "exports"."schedules" TO "w"'
+    ]
     api = [s for s in grants if s.endswith('TO "a"')]
     assert 'GRANT SELECT, INSERT, DELETE ON "exports"."deletions" TO "a"' in api
+    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON "exports"."schedules" TO "a"' in api
     assert not any('"users"' in s or "api_keys" in s or "idempotency" in s for s in worker)
     assert all(s.startswith("GRANT SELECT ON") for s in worker if '"public".' in s)
     api = [s for s in grants if s.endswith('TO "a"')]
