@@ -72,6 +72,8 @@ class ExportPublic(CamelModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     expires_at: datetime
+    # The schedule this export is a run of (SPEC §12); an addition to Codex's SeriesExportDto.
+    schedule_id: UUID | None = None
 
 
 class ExportList(CamelModel):
@@ -97,6 +99,9 @@ class SubmitRequest(CamelModel):
     user_id: UUID
     request: ExportCreate = Field(default_factory=ExportCreate)
     idempotency_key: str | None = None
+    # A run of this schedule of the user's (SPEC §12): the janitor's scheduled runs. Unknown or
+    # another user's schedule → refused. At the concurrency limit the reply is LimitReached.
+    schedule_id: UUID | None = None
 
 
 class LoginRequest(BaseModel):
@@ -107,3 +112,33 @@ class LoginRequest(BaseModel):
 class LoginResponse(CamelModel):
     token: str
     expires_at: datetime
+
+
+class ScheduleCreate(CamelModel):
+    """Body of ``POST /api/v1/user/exports/schedules`` (SPEC §12); loose types, validated in
+    one ordered pass like the create body."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    request: Any = None
+    cron: Any = None
+    timezone: Any = Field(default="UTC", description="IANA time zone name of the cron")
+    keep: Any = Field(default=7, description="How many completed runs stay (1-30)")
+
+
+class SchedulePublic(CamelModel):
+    """One schedule as the API shows it."""
+
+    id: UUID
+    request: dict[str, Any]
+    cron: str
+    timezone: str
+    keep: int
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_export_id: UUID | None = None
+    created_at: datetime
+
+
+class ScheduleList(CamelModel):
+    schedules: list[SchedulePublic]

@@ -79,5 +79,25 @@ class SweepTimerFired(Event):
     type: Literal["export.timer.sweep"] = "export.timer.sweep"
 
 
-TimerEvent = Annotated[ExpireTimerFired | SweepTimerFired, Field(discriminator="type")]
-TIMER_EVENT: TypeAdapter[ExpireTimerFired | SweepTimerFired] = TypeAdapter(TimerEvent)
+class ScheduleTimerFired(Event):
+    """Payload of a user schedule's ``@at`` timer ``export.timer.schedule.<id>`` (SPEC §12):
+    the logical due time (the timer fires up to a minute after it, see shared/schedules.py)."""
+
+    type: Literal["export.timer.schedule"] = "export.timer.schedule"
+    schedule_id: UUID
+    due_at: datetime
+
+
+class ScheduleRan(Event):
+    """Fact: a schedule's run was submitted as an export (``export.schedule.ran``)."""
+
+    type: Literal["export.schedule.ran"] = "export.schedule.ran"
+    schedule_id: UUID
+    export_id: UUID
+    user_id: UUID
+    due_at: datetime
+
+
+AnyTimer = ExpireTimerFired | SweepTimerFired | ScheduleTimerFired
+TimerEvent = Annotated[AnyTimer, Field(discriminator="type")]
+TIMER_EVENT: TypeAdapter[AnyTimer] = TypeAdapter(TimerEvent)

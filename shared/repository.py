@@ -33,7 +33,7 @@ ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
-    " expires_at, published_at, compression"
+    " expires_at, published_at, compression, schedule_id"
 )
 
 
@@ -68,6 +68,7 @@ class ExportRow:
     expires_at: datetime
     published_at: datetime | None
     compression: Compression = Compression.NONE
+    schedule_id: UUID | None = None  # the schedule this export is a run of (SPEC §12)
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ExportRow:
@@ -102,6 +103,7 @@ class ExportRow:
             started_at=self.started_at,
             completed_at=self.completed_at,
             expires_at=self.expires_at,
+            schedule_id=self.schedule_id,
         )
 
 
@@ -134,6 +136,7 @@ class NewExport:
     expires_at: datetime
     request_id: str | None = None
     compression: Compression = Compression.NONE
+    schedule_id: UUID | None = None
 
 
 async def insert_export(
@@ -173,8 +176,8 @@ async def insert_export(
         record = await conn.fetchrow(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
-            " request_id, compression)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " request_id, compression, schedule_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
@@ -190,6 +193,7 @@ async def insert_export(
             new.expires_at,
             new.request_id,
             new.compression,
+            new.schedule_id,
         )
         if idempotency_key is not None:
             await conn.execute(
@@ -309,13 +313,31 @@ async def drop_deletion(pool: asyncpg.Pool, object_key: str) -> str | None:
 
 
 async def over_completed_cap(pool: asyncpg.Pool, keep: int) -> list[ExportRow]:
-    """Completed exports beyond the newest ``keep`` of each user (oldest first)."""
+    """Completed exports beyond the newest ``keep`` of each user (oldest first).
+
+    A schedule's runs are not counted (SPEC §12): their own ``keep`` bounds them.
+    """
     records = await pool.fetch(
         f"SELECT {ROW_COLUMNS} FROM (SELECT *, row_number() OVER"
         " (PARTITION BY user_id ORDER BY completed_at DESC, id DESC) AS n"
-        " FROM exports.exports WHERE status = 'completed') e WHERE n > $1"
+        " FROM exports.exports WHERE status = 'completed' AND schedule_id IS NULL) e WHERE n > $1"
         " ORDER BY completed_at",
         keep,
+    )
+    return [ExportRow.from_record(r) for r in records]
+
+
+async def over_schedule_keep(pool: asyncpg.Pool) -> list[ExportRow]:
+    """Completed runs of each existing schedule beyond its newest ``keep`` (oldest first).
+
+    A deleted schedule keeps nothing in check: its runs expire as any export does.
+    """
+    records = await pool.fetch(
+        f"SELECT {ROW_COLUMNS} FROM (SELECT x.*, s.keep, row_number() OVER"
+        " (PARTITION BY x.schedule_id ORDER BY x.completed_at DESC, x.id DESC) AS n"
+        " FROM exports.exports x JOIN exports.schedules s"
+        " ON s.id = x.schedule_id AND s.user_id = x.user_id"
+        " WHERE x.status = 'completed') e WHERE n > keep ORDER BY completed_at"
     )
     return [ExportRow.from_record(r) for r in records]
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_deliver: int = Field(default=5, gt=0)
     sweep_interval_seconds: int = Field(default=300, ge=1)
     worker_concurrency: int = Field(default=2, gt=0)
+    # Scheduled exports (SPEC §12): the shortest interval a cron may ask for; the spread of due
+    # times (a schedule fires 0 … spread-1 s after its due time, the same offset every time);
+    # how long a run waits before trying again when its owner is at the concurrency limit.
+    min_schedule_seconds: int = Field(default=3600, ge=1)
+    schedule_spread_seconds: int = Field(default=60, ge=0, le=3600)
+    schedule_retry_seconds: float = Field(default=30.0, gt=0)
 
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0)

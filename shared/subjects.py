@@ -15,6 +15,10 @@ TIMER_EXPIRE_FIRED = "export.timer.fired.expire"
 TIMER_SWEEP_FIRED = "export.timer.fired.sweep"
 TIMER_FIRED_ALL = "export.timer.fired.>"
 TIMER_SWEEP_SCHEDULE = "export.timer.sweep"
+# Scheduled exports (SPEC §12): one @at timer per schedule, fired to the janitor.
+SCHEDULE_TIMER_FIRED = "export.timer.fired.schedule"
+# Fact: a schedule's run was submitted (schedule id, export id, due time).
+SCHEDULE_RAN = "export.schedule.ran"
 # Core NATS subjects: deliberately outside the stream, so requests are answered by us, not by
 # JetStream with a PubAck.
 SUBMIT = "export.submit"
@@ -27,6 +31,7 @@ STREAM_SUBJECTS: tuple[str, ...] = (
     FAILED,
     CANCELLED,
     EXPIRED,
+    SCHEDULE_RAN,
     f"{TIMER_PREFIX}.>",
 )
 DUPLICATE_WINDOW_SECONDS = 120.0
@@ -39,6 +44,11 @@ REQUEST_ID_HEADER = "X-Request-Id"
 def expire_schedule_subject(export_id: UUID) -> str:
     """The one schedule subject of an export's expiry timer."""
     return f"{TIMER_PREFIX}.expire.{export_id}"
+
+
+def schedule_timer_subject(schedule_id: UUID) -> str:
+    """The one schedule subject of a user schedule's next-run timer."""
+    return f"{TIMER_PREFIX}.schedule.{schedule_id}"
 
 
 def cancel_subject(export_id: UUID) -> str:

@@ -22,7 +22,7 @@ from services.api.codex_keys import VerifiedKeys
 from services.api.errors import ApiError, shown
 from services.api.intake import register_intake
 from services.api.limits import BodyLimitMiddleware
-from services.api.routes import api_keys, auth, exports, health, page, usage
+from services.api.routes import api_keys, auth, exports, health, page, schedules, usage
 from shared import metrics, object_store, outbox
 from shared.bus import make_broker
 from shared.logs import redact
@@ -162,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(auth.page_router)
     app.include_router(exports.router)
+    app.include_router(schedules.router)
     app.include_router(usage.router)
     app.include_router(api_keys.router)
     app.include_router(page.router)

@@ -15,9 +15,11 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from services.api import repository, service
+from services.api import schedules as schedules_service
 from services.api.auth import INACTIVE
 from services.api.errors import ApiError
 from services.api.limits import too_large
+from shared import schedules
 from shared.dto import SUBMIT_HELP, SubmitRequest
 from shared.settings import Settings
 from shared.subjects import SUBMIT
@@ -49,6 +51,10 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
             return _error("Unauthorized", "Unknown user")
         if not active:
             return _error("Unauthorized", INACTIVE)
+        if request.schedule_id is not None and (
+            await schedules.get_for_user(pool, request.schedule_id, request.user_id) is None
+        ):
+            return _error("NotFound", schedules_service.SCHEDULE_NOT_FOUND)
         try:
             row = await service.create_export(
                 pool,
@@ -57,6 +63,7 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
                 request.user_id,
                 request.request,
                 idempotency_key=request.idempotency_key,
+                schedule_id=request.schedule_id,
             )
         except ApiError as err:
             return err.body()

@@ -167,10 +167,16 @@ async def create_export(
     *,
     idempotency_key: str | None = None,
     request_id: str | None = None,
+    schedule_id: UUID | None = None,
 ) -> exports_repo.ExportRow:
-    """Validate, insert under the per-user limit (the outbox row), then publish."""
+    """Validate, insert under the per-user limit (the outbox row), then publish.
+
+    ``schedule_id``: the export is a run of that schedule (the caller checked it is the user's).
+    """
     try:
-        row, created = await _insert(pool, settings, user_id, body, idempotency_key, request_id)
+        row, created = await _insert(
+            pool, settings, user_id, body, idempotency_key, request_id, schedule_id
+        )
     except (ValidationFailed, LimitReached) as err:
         result = "limited" if isinstance(err, LimitReached) else "invalid"
         metrics.record_created(body.export_type or "series", body.format, result)
@@ -192,6 +198,7 @@ async def _insert(
     body: ExportCreate,
     idempotency_key: str | None,
     request_id: str | None,
+    schedule_id: UUID | None = None,
 ) -> tuple[exports_repo.ExportRow, bool]:
     """Validate and insert the row, or find the one the Idempotency-Key names (then False)."""
     if idempotency_key is not None and not (
@@ -222,6 +229,7 @@ async def _insert(
         expires_at=created_at + timedelta(seconds=settings.retention_seconds),
         request_id=request_id,
         compression=valid.compression,
+        schedule_id=schedule_id,
     )
     async with pool.acquire() as conn:
         try:
