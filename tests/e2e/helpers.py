@@ -232,3 +232,44 @@ def no_horizontal_overflow(page: Page) -> tuple[int, int]:
         " document.documentElement.clientWidth]"
     )
     return sizes[0], sizes[1]
+
+
+# --- schedules (SPEC §12) -------------------------------------------------------------------
+
+SCHEDULES = "/api/v1/user/exports/schedules"
+
+
+def schedule_request(libraries: Iterable[dict[str, str]], **extra: Any) -> dict[str, Any]:
+    """A create body a schedule runs: series as JSON, with their IDs (so runs can be compared)."""
+    return {
+        "format": "json",
+        "exportType": "series",
+        "libraryIds": [lib["id"] for lib in libraries],
+        "fields": ["series_id", "title", "year"],
+        **extra,
+    }
+
+
+def deny_tag(database_url: str, user_id: uuid.UUID, tag: str) -> None:
+    """Deny the user a sharing tag of the demo catalog: their next export loses its series."""
+
+    async def grant() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            tag_id = await conn.fetchval("SELECT id FROM sharing_tags WHERE name = $1", tag)
+            assert tag_id is not None, f"the demo catalog has no sharing tag {tag!r}"
+            await conn.execute(
+                "INSERT INTO user_sharing_tags (id, user_id, sharing_tag_id, access_mode,"
+                " created_at) VALUES ($1, $2, $3, 'deny', now())",
+                uuid.uuid4(),
+                user_id,
+                tag_id,
+            )
+        finally:
+            await conn.close()
+
+    run(grant)
+
+
+def schedule_row(page: Page, schedule_id: str) -> Locator:
+    return page.locator(f'#schedule-rows tr[data-id="{schedule_id}"]')

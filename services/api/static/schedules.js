@@ -110,7 +110,8 @@ function scheduleRow(schedule, ctx) {
             class: "btn btn-sm btn-secondary",
             dataset: { action: "run-now" },
             "aria-label": `Run now: ${label}`,
-            disabled: running,
+            // aria-disabled, not disabled: the button keeps keyboard focus while its run starts.
+            "aria-disabled": running ? "true" : null,
             onclick: () => ctx.onRunNow(schedule),
           },
           running ? "Starting…" : "Run now",
@@ -141,7 +142,7 @@ export function renderSchedules(tbody, schedules, ctx) {
   tbody.replaceChildren(...schedules.map((schedule) => scheduleRow(schedule, ctx)));
   if (focused?.id) {
     const row = [...tbody.rows].find((tr) => tr.dataset.id === focused.id);
-    (row?.querySelector(`[data-action="${focused.action}"]:not([disabled])`) ?? row?.querySelector("button"))?.focus();
+    (row?.querySelector(`[data-action="${focused.action}"]`) ?? row?.querySelector("button"))?.focus();
   }
 }
 
