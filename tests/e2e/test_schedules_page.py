@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.e2e.axe import assert_accessible
 from tests.e2e.helpers import (
     DESKTOP,
+    MINUS,
     SCHEDULES,
     URL,
     choose_libraries,
@@ -248,9 +249,7 @@ def test_validation_errors_are_shown(page: Page, demo_system: System, demo_datab
     expect(cron).to_have_attribute("aria-invalid", "true")
 
     cron.fill("* * * * *")
-    refused(
-        "Schedule runs too often: at most once every 1 hour (this cron runs every 1 minute)"
-    )
+    refused("Schedule runs too often: at most once every 1 hour (this cron runs every 1 minute)")
 
     cron.fill("15 4 * * 1-5")
     zone = dialog.get_by_label("Time zone")
@@ -333,7 +332,7 @@ def test_change_counts_for_two_runs(
     sign_in(page, demo_system.api_url, account)
     newer = row(page, second["id"])
     shown = newer.locator(".changes-counts")
-    expect(shown).to_have_text(f"+0 · −{counts['removed']:,} · {counts['changed']:,} changed")
+    expect(shown).to_have_text(f"+0 · {MINUS}{counts['removed']:,} · {counts['changed']:,} changed")
     expect(newer.locator(".changes .sr-only")).to_have_text(
         f"0 added, {counts['removed']:,} removed, {counts['changed']:,} changed"
         " since the previous run"
