@@ -10,9 +10,10 @@ import asyncio
 import concurrent.futures
 import contextlib
 import hashlib
+import io
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -412,6 +413,42 @@ async def stream_object(
         stop.set()
         while not chunks.empty():  # unblock a reader waiting for room
             chunks.get_nowait()
+
+
+class _ObjectReader(io.RawIOBase):
+    """An object's response body as a raw stream whose failures are ``ObjectStoreError``."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return int(self._response.readinto(buffer))
+        except Exception as err:
+            raise ObjectStoreError(f"object store read failed: {err}") from err
+
+
+@contextlib.contextmanager
+def open_object(client: Minio, bucket: str, key: str) -> Iterator[io.BufferedReader]:
+    """A blocking, buffered file-like reader of an object, for code running in a thread
+    (the api's comparison of two exports): bytes arrive as they are read, never the whole
+    object; the response is closed when the block ends."""
+    try:
+        response = client.get_object(bucket, key)
+    except S3Error as err:
+        if err.code in {"NoSuchKey", "NoSuchObject"}:
+            raise ObjectMissing(key) from err
+        raise ObjectStoreError(err.code or "error") from err
+    except Exception as err:
+        raise ObjectStoreError(f"object store unreachable: {err}") from err
+    try:
+        yield io.BufferedReader(_ObjectReader(response), DOWNLOAD_CHUNK)
+    finally:
+        response.close()
+        response.release_conn()
 
 
 async def remove(client: Minio, bucket: str, key: str) -> None:

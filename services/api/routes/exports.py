@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from services.api import changes as changes_diff
 from services.api import links, service
 from services.api.auth import User
 from services.api.deps import (
@@ -24,12 +25,22 @@ from services.api.deps import (
     get_current_user,
 )
 from services.api.download import download_response
-from services.api.errors import EXPORT_NOT_FOUND, NotFound, NotReady
+from services.api.errors import (
+    EXPORT_NOT_FOUND,
+    ApiError,
+    Gone,
+    NotFound,
+    NotReady,
+    Unavailable,
+    ValidationFailed,
+)
 from services.api.estimate import estimate_export
 from services.api.events import progress_events
 from shared import fields as catalog
+from shared import object_store
 from shared import repository as exports_repo
 from shared.dto import CamelModel, ErrorBody, ExportCreate, ExportList, ExportPublic
+from shared.formats import ExportStatus
 
 router = APIRouter(prefix="/api/v1/user/exports/series", tags=["exports"])
 
@@ -185,6 +196,72 @@ async def download(
         secret = settings.jwt_secret.get_secret_value()
         row = await links.export_for_link(pool, secret, export_id, caller.token or "")
     return await download_response(request, row, store, settings.s3_bucket)
+
+
+class ChangeCounts(CamelModel):
+    added: int
+    removed: int
+    changed: int
+
+
+class ChangeItem(CamelModel):
+    """One row that differs: ``name`` is its anchor (series name, book name) as the newer
+    export has it (the older one for a removed row); ``fields`` the changed keys, catalog order."""
+
+    kind: Literal["series", "books"]
+    change: Literal["added", "removed", "changed"]
+    id: str
+    name: str
+    fields: list[str]
+
+
+class ChangesPublic(CamelModel):
+    """What changed from export ``since`` to this one (SPEC §12): full counts per section
+    (zeros for a section the exports do not have) and the first 1,000 items in §5 order."""
+
+    since: UUID
+    series: ChangeCounts
+    books: ChangeCounts
+    items: list[ChangeItem]
+
+
+@router.get(
+    "/{export_id}/changes",
+    response_model=ChangesPublic,
+    responses={**ERRORS, 410: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def changes(
+    export_id: UUID,
+    since: Annotated[
+        UUID,
+        Query(description="The older export: what changed from it to this one"),
+    ],
+    user: CurrentUser,
+    pool: PoolDep,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Compare two completed JSON / JSON Lines exports of one type, row by row on their ids;
+    both files are streamed from the store, neither is held in memory."""
+    newer = await _own(pool, export_id, user.id)
+    older = await _own(pool, since, user.id)
+    if not changes_diff.comparable(older, newer):
+        raise ValidationFailed(changes_diff.NOT_COMPARABLE)
+    for row in (newer, older):
+        if row.status != ExportStatus.COMPLETED:
+            raise NotReady(
+                f"Export {row.id} is not completed (status: {row.status}): "
+                "only completed exports can be compared"
+            )
+    try:
+        found = await changes_diff.compare(store, settings.s3_bucket, older, newer)
+    except object_store.ObjectMissing as err:
+        raise Gone("The file of one of the exports is no longer available") from err
+    except object_store.ObjectStoreError as err:
+        raise Unavailable("The export files cannot be read right now; try again") from err
+    except changes_diff.UnreadableFile as err:
+        raise ApiError(f"An export's file could not be read: {err}") from err
+    return found.public(str(older.id))
 
 
 @router.post("/{export_id}/cancel", response_model=ExportPublic, responses=ERRORS)
