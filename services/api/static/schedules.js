@@ -190,7 +190,11 @@ const count = new Intl.NumberFormat();
 export function changesNode(changes) {
   const t = totals(changes);
   const none = !t.added && !t.removed && !t.changed;
-  const visible = none ? "No changes" : `+${count.format(t.added)} · −${count.format(t.removed)} · ${count.format(t.changed)} changed`;
+  // Each part kept whole, so a narrow column breaks the line only between parts.
+  const parts = none
+    ? ["No changes"]
+    : [`+${count.format(t.added)}`, `−${count.format(t.removed)}`, `${count.format(t.changed)} changed`];
+  const visible = parts.flatMap((part, i) => [i ? " · " : null, h("span", { class: "nowrap" }, part)]);
   const said = none
     ? "No changes since the previous run"
     : `${count.format(t.added)} added, ${count.format(t.removed)} removed, ${count.format(t.changed)} changed since the previous run`;
