@@ -365,3 +365,26 @@ def test_a_scheduled_run_with_no_changes_says_so(
         newest = started.json()["id"]
     sign_in(page, demo_system.api_url, account)
     expect(row(page, newest).locator(".changes-counts")).to_have_text("No changes")
+
+
+def test_run_now_refused_shows_the_servers_message(
+    page: Page, demo_system: System, demo_database: str, libraries: list[dict[str, str]]
+) -> None:
+    account = make_account(demo_database)
+    schedule = create_schedule(
+        demo_system, account.id, {"request": schedule_request(libraries[:1]), "cron": "0 3 * * *"}
+    )
+    for _ in range(3):  # the user is at the concurrency limit (published: no worker takes them)
+        insert_export(demo_database, account.id, libraries[0], status="pending")
+    sign_in(page, demo_system.api_url, account)
+    button = schedule_row(page, schedule["id"]).get_by_role("button", name=re.compile("^Run now"))
+    with page.expect_response(lambda r: r.url.endswith("/run")) as info:
+        button.click()
+    assert info.value.status == 409
+    message = info.value.json()["message"]
+    assert message == "You already have 3 active exports (limit: 3)"
+    toast = page.locator("#toast")
+    expect(toast).to_have_attribute("role", "alert")
+    expect(page.locator("#toast-text")).to_have_text(f"Could not run the schedule: {message}")
+    expect(button).to_have_text("Run now")  # ready again
+    expect(schedule_row(page, schedule["id"]).locator("td.last-run")).to_have_text("Never")
