@@ -156,8 +156,14 @@ async def finish_deletions(
 async def enforce_caps(
     pool: asyncpg.Pool, store: Minio, broker: NatsBroker, settings: Settings
 ) -> int:
-    """Evict the oldest completed exports over the per-user count and the global storage cap."""
+    """Evict the oldest completed exports over the per-user count and the global storage cap,
+    and each schedule's runs beyond its ``keep`` (deleted as if by the owner, SPEC §12; those
+    runs are not counted in the per-user count)."""
     removed = 0
+    for row in await exports_repo.over_schedule_keep(pool):
+        removed += (
+            await delete_for_user(pool, store, settings.s3_bucket, row.id, row.user_id) is not None
+        )
     for row in await exports_repo.over_completed_cap(pool, settings.max_completed_per_user):
         removed += await remove(pool, store, settings.s3_bucket, broker, row, "completed_cap")
     for row in await exports_repo.over_storage_cap(pool, settings.storage_cap_bytes):

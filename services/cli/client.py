@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     import httpx
 
 EXPORTS_PATH = "/api/v1/user/exports/series"
+SCHEDULES_PATH = "/api/v1/user/exports/schedules"
 LIBRARIES_PATH = "/api/v1/libraries"
 LOGIN_PATH = "/api/v1/auth/login"
 
@@ -815,7 +816,8 @@ def _cmd_download(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+def _create_body(api: Api, args: argparse.Namespace) -> dict[str, Any]:
+    """The create body the request options describe (``export create``, ``schedule create``)."""
     if bool(args.library) == bool(args.all_libraries):
         raise CliError(
             "Choose the libraries: --library NAME|ID (repeatable) or --all-libraries",
@@ -841,6 +843,11 @@ def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
         body["preset"] = args.preset
     if args.gzip:
         body["compression"] = Compression.GZIP.value
+    return body
+
+
+def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    body = _create_body(api, args)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     export: dict[str, Any] = api.request(
         "POST", EXPORTS_PATH, body=body, headers=headers, ok=(200, 201, 202)
@@ -887,7 +894,101 @@ def _cmd_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# --- export schedule … (SPEC §12) --------------------------------------------------------------
+
+
+def _schedule_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise CliError(
+            f"Not a schedule id: {value!r}", code="Usage", exit_code=EXIT_USAGE
+        ) from None
+
+
+def _schedule_create(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    body = {
+        "request": _create_body(api, args),
+        "cron": args.cron,
+        "timezone": args.timezone,
+        "keep": args.keep,
+    }
+    schedule = api.request("POST", SCHEDULES_PATH, body=body, ok=(201,))
+    if args.json:
+        _emit_json(schedule, out)
+    else:
+        out.write(
+            f"Schedule {schedule['id']} created: {schedule['cron']} ({schedule['timezone']}),"
+            f" keeps {schedule['keep']} runs; next run {_local_time(schedule['nextRunAt'])}\n"
+        )
+    return 0
+
+
+def _schedule_list(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    doc = api.request("GET", SCHEDULES_PATH)
+    if args.json:
+        _emit_json(doc, out)
+        return 0
+    schedules = doc["schedules"]
+    if not schedules:
+        out.write("No schedules yet. Create one with `codex-exports export schedule create`.\n")
+        return 0
+    rows = [
+        [
+            s["id"],
+            s["cron"],
+            s["timezone"],
+            str(s["keep"]),
+            str(s["request"].get("format", "")),
+            _local_time(s.get("nextRunAt")),
+            _local_time(s.get("lastRunAt")),
+            s.get("lastExportId") or "-",
+        ]
+        for s in schedules
+    ]
+    _table(
+        ["ID", "CRON", "ZONE", "KEEP", "FORMAT", "NEXT RUN", "LAST RUN", "LAST EXPORT"], rows, out
+    )
+    return 0
+
+
+def _schedule_delete(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    schedule_id = _schedule_id(args.id)
+    api.request("DELETE", f"{SCHEDULES_PATH}/{schedule_id}", ok=(204,))
+    if args.json:
+        _emit_json({"id": schedule_id, "deleted": True}, out)
+    else:
+        out.write(f"Deleted schedule {schedule_id} (its exports stay until they expire)\n")
+    return 0
+
+
+def _schedule_run(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    schedule_id = _schedule_id(args.id)
+    export = api.request("POST", f"{SCHEDULES_PATH}/{schedule_id}/run", ok=(202,))
+    if args.json:
+        _emit_json(export, out)
+    else:
+        out.write(
+            f"Export {export['id']} queued ({export['status']}). Follow it with "
+            f"`codex-exports export get {export['id']}`\n"
+        )
+    return 0
+
+
+_SCHEDULE_COMMANDS: dict[str, Callable[[Api, argparse.Namespace, TextIO], int]] = {
+    "create": _schedule_create,
+    "list": _schedule_list,
+    "delete": _schedule_delete,
+    "run": _schedule_run,
+}
+
+
+def _cmd_schedule(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    return _SCHEDULE_COMMANDS[args.schedule_command](api, args, out)
+
+
 _EXPORT_COMMANDS: dict[str, Callable[[Api, argparse.Namespace, TextIO], int]] = {
+    "schedule": _cmd_schedule,
     "create": _cmd_create,
     "list": _cmd_list,
     "get": _cmd_get,
@@ -954,6 +1055,61 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _request_options(parser: argparse.ArgumentParser) -> None:
+    """What an export holds: ``export create`` and ``export schedule create``."""
+    parser.add_argument(
+        "--type", choices=[t.value for t in ExportType], default=ExportType.SERIES.value
+    )
+    parser.add_argument(
+        "--format", choices=[f.value for f in FORMATS], default=ExportFormat.JSON.value
+    )
+    parser.add_argument(
+        "--library", action="append", metavar="NAME|ID", help="a library (repeatable)"
+    )
+    parser.add_argument("--all-libraries", action="store_true", help="every library you may read")
+    parser.add_argument(
+        "--fields", action="append", metavar="KEYS", help="series keys, comma-separated"
+    )
+    parser.add_argument(
+        "--book-fields", action="append", metavar="KEYS", help="book keys, comma-separated"
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        metavar="NAME",
+        help="every field of a group, e.g. Metadata, 'File Info' (repeatable)",
+    )
+    parser.add_argument("--preset", choices=("llm", "all"), help="LLM preset or select all")
+    parser.add_argument(
+        "--gzip", action="store_true", help="store the file gzip-compressed (FILE.json.gz ...)"
+    )
+
+
+def _register_schedule(actions: Any, common: argparse.ArgumentParser) -> None:
+    schedule = actions.add_parser(
+        "schedule", help="backups that run themselves: create, list, delete, run now"
+    )
+    verbs = schedule.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    create = verbs.add_parser("create", parents=[common], help="run an export on a cron schedule")
+    _request_options(create)
+    create.add_argument(
+        "--cron", required=True, metavar="EXPR", help="5-field cron, e.g. '0 3 * * *' (03:00)"
+    )
+    create.add_argument(
+        "--timezone", default="UTC", metavar="ZONE", help="IANA zone of the cron (default UTC)"
+    )
+    create.add_argument(
+        "--keep", type=int, default=7, metavar="N", help="completed runs kept (1-30, default 7)"
+    )
+    verbs.add_parser("list", parents=[common], help="your schedules")
+    for name, text in (
+        ("delete", "delete a schedule (its exports stay until they expire)"),
+        ("run", "run a schedule now"),
+    ):
+        action = verbs.add_parser(name, parents=[common], help=text)
+        action.add_argument("id", metavar="ID")
+
+
 def register(sub: Any) -> None:
     """Add ``export`` (with its subcommands) and ``login`` to the top-level subparsers."""
     common = _common()
@@ -970,29 +1126,7 @@ def register(sub: Any) -> None:
     export.set_defaults(handler=run_export)
 
     create = actions.add_parser("create", parents=[common], help="request a new export")
-    create.add_argument(
-        "--type", choices=[t.value for t in ExportType], default=ExportType.SERIES.value
-    )
-    create.add_argument(
-        "--format", choices=[f.value for f in FORMATS], default=ExportFormat.JSON.value
-    )
-    create.add_argument(
-        "--library", action="append", metavar="NAME|ID", help="a library (repeatable)"
-    )
-    create.add_argument("--all-libraries", action="store_true", help="every library you may read")
-    create.add_argument(
-        "--fields", action="append", metavar="KEYS", help="series keys, comma-separated"
-    )
-    create.add_argument(
-        "--book-fields", action="append", metavar="KEYS", help="book keys, comma-separated"
-    )
-    create.add_argument(
-        "--group",
-        action="append",
-        metavar="NAME",
-        help="every field of a group, e.g. Metadata, 'File Info' (repeatable)",
-    )
-    create.add_argument("--preset", choices=("llm", "all"), help="LLM preset or select all")
+    _request_options(create)
     create.add_argument("--wait", action="store_true", help="wait until it has ended")
     create.add_argument(
         "--output",
@@ -1002,9 +1136,6 @@ def register(sub: Any) -> None:
         "created when missing) under the server's file name",
     )
     create.add_argument("--idempotency-key", metavar="KEY", help="retry-safe creation")
-    create.add_argument(
-        "--gzip", action="store_true", help="store the file gzip-compressed (FILE.json.gz ...)"
-    )
     create.add_argument("--decompress", action="store_true", help=_DECOMPRESS_HELP)
 
     actions.add_parser("list", parents=[common], help="your exports, newest first")
@@ -1024,3 +1155,4 @@ def register(sub: Any) -> None:
     )
     download.add_argument("--decompress", action="store_true", help=_DECOMPRESS_HELP)
     actions.add_parser("fields", parents=[common], help="the field catalogs, groups and presets")
+    _register_schedule(actions, common)

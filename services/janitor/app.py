@@ -16,11 +16,12 @@ from nats.js.api import ConsumerConfig
 from services.janitor import handlers, service
 from shared import health
 from shared.bus import make_broker
-from shared.events import SweepTimerFired
+from shared.events import ScheduleRan, SweepTimerFired
 from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import (
     JANITOR_DURABLE,
+    SCHEDULE_RAN,
     STREAM,
     TIMER_FIRED_ALL,
     TIMER_SWEEP_FIRED,
@@ -62,6 +63,16 @@ def create_app(settings: Settings | None = None) -> FastStream:
     )
     async def on_timer(msg: NatsMessage) -> None:
         await handlers.on_timer(state["ctx"], msg)
+
+    # Documented here (AsyncAPI); published with shared.bus.publish_fact by the janitor after a
+    # scheduled run and by the api after a run now.
+    broker.publisher(
+        SCHEDULE_RAN,
+        stream=STREAM,
+        title="export.schedule.ran",
+        description="Fact: a schedule's run was submitted (schedule id, export id, due time)",
+        schema=ScheduleRan,
+    )
 
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -8,9 +8,9 @@ import time
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from services.janitor import service
+from services.janitor import schedules, service
 from shared import metrics
-from shared.events import TIMER_EVENT, ExpireTimerFired
+from shared.events import TIMER_EVENT, ExpireTimerFired, ScheduleTimerFired
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 10.0
@@ -35,9 +35,12 @@ async def on_timer(ctx: service.JanitorContext, msg: NatsMessage) -> None:
     try:
         if isinstance(event, ExpireTimerFired):
             await service.expire(ctx, event.export_id)
+        elif isinstance(event, ScheduleTimerFired):
+            await schedules.fire(ctx, event)
         else:
             started = time.monotonic()
             report = await service.sweep(ctx)
+            report.rearmed = await schedules.rearm_overdue(ctx)
             metrics.SWEEP_DURATION.observe(time.monotonic() - started)
             metrics.SWEEP_LAST_SUCCESS.set(time.time())
             metrics.STALE_REQUEUED.inc(report.requeued)

@@ -52,6 +52,7 @@ class SweepReport:
     requeued: int = 0
     republished: int = 0
     orphans: int = 0
+    rearmed: int = 0  # schedules whose timer was lost (services/janitor/schedules.py)
 
 
 async def sweep(ctx: JanitorContext) -> SweepReport:

@@ -90,7 +90,7 @@ async def test_create_list_get_delete(
         ({"keep": "7"}, "Keep must be between 1 and 30"),
         (
             {"cron": "*/5 * * * *"},
-            "Schedule runs too often: at most once every 1 hour (this cron runs every 5 minutes)",
+            "Schedule runs too often: at most once every hour (this cron runs every 5 minutes)",
         ),
         # First failure wins: the request before the cron before the zone.
         ({"request": {"format": "xml"}, "cron": "x", "timezone": "y"}, "Format must be"),
