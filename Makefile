@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test install lint bench bench-quick system-packages
+.PHONY: dev test install lint bench bench-quick bench-changes system-packages
 
 # Debian packages the tests drive for real: Chromium (the page), nginx and Caddy (the proxy in
 # front of Codex). Installed when missing and we are root with apt; otherwise one line says so.
@@ -49,3 +49,7 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# Only the comparison of two large JSON backups (bench/changes.py): ARGS="--books 100000".
+bench-changes: $(STAMP)
+	$(BIN)/python -m bench.changes $(ARGS)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench import api_load, download, exports, scale
+from bench import api_load, changes, download, exports, scale
 from bench.env import Services, Stack, add_users, build_catalog, create_database
 from shared import naming
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: exports,linear,memory,download,api,scale",
+        help="comma-separated parts to skip: exports,linear,memory,download,changes,api,scale",
     )
     parser.add_argument(
         "--scale-exports", type=int, default=None, help="exports per scale-out configuration"
@@ -209,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                 services, stack, main.user_id, done, object_key, args.reps
             )
             print(f"  download {results['download']}", flush=True)
+
+        if "changes" not in skip:
+            # Edits the main library (the api load and the scale-out use the small one).
+            results["changes"] = changes.measure(services, url, main)
+            print(f"  changes {results['changes']}", flush=True)
 
         if "api" not in skip:
             idle_user = asyncio.run(add_users(url, 1, "idle"))[0]
@@ -408,6 +413,14 @@ def _table(results: dict[str, Any]) -> str:
     if dl:
         lines.append(
             f"\nDownload {dl['bytes'] / 1e6:.0f} MB: api {dl['api_mb_per_second_median']} MB/s, direct {dl['direct_mb_per_second_median']} MB/s, ratio {dl['ratio']:.2f} (target 0.8: {_mark(dl['ratio'] >= 0.8)})"
+        )
+    ch = results.get("changes")
+    if ch:
+        lines.append(
+            f"\nChanges between two {ch['books_catalog']:,}-book JSON backups "
+            f"({ch['file_bytes'][0] / 1e6:.0f} MB each): {ch['seconds']} s, {ch['mb_per_second']} MB/s; "
+            f"api RSS {ch['api_rss_before_mib']} MiB before, peak {ch['api_peak_rss_mib']} MiB; "
+            f"series {ch['series']}, books {ch['books']}"
         )
     ctr = results.get("create_to_running")
     if ctr:

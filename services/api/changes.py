@@ -35,11 +35,11 @@ heap while the walk runs.
 
 **Reading.** JSON with ``ijson`` (its C backend, yajl2_c): one row object at a time, numbers as
 Python ``int`` / ``float`` exactly as ``orjson`` reads a JSON Lines row, so a JSON export compares
-with a JSON Lines one. Type both is read once per section: two reads of each file, the series
-pass of a JSON file parsing on through the books (in C, building nothing), the books pass
-skipping the series. JSON Lines line by line (``orjson``), the ``type`` tag dropped; a series
-pass stops at the first book line, a books pass skips series lines without parsing them.
-gzip files are unpacked as they stream. The store is read through
+with a JSON Lines one. Type both is read once per section: the series pass of a JSON file
+builds its rows from the parser's events and stops where the series array ends; the books pass
+skips the series in C, building nothing. JSON Lines line by line (``orjson``), the ``type`` tag
+dropped; a series pass stops at the first book line, a books pass skips series lines without
+parsing them. gzip files are unpacked as they stream. The store is read through
 ``shared.object_store.open_object``; all of it is blocking code, run in a thread of its own by
 :func:`compare`.
 """
@@ -58,6 +58,7 @@ from typing import IO, Any
 
 import ijson  # type: ignore[import-untyped, unused-ignore]
 import orjson
+from ijson.common import ObjectBuilder  # type: ignore[import-untyped, unused-ignore]
 from minio import Minio
 
 from shared import object_store
@@ -66,7 +67,7 @@ from shared.formats import Compression, ExportFormat, ExportType
 from shared.repository import ExportRow
 
 MAX_ITEMS = 1000
-PENDING_IN_MEMORY = 5000  # rows per side held before spilling to disk
+PENDING_IN_MEMORY = 2000  # rows per side held before spilling to disk
 NOT_COMPARABLE = (
     "Exports can be compared only when both are JSON or JSON Lines of the same type "
     "and include their IDs"
@@ -284,6 +285,8 @@ class Pending:
 def _changed_fields(
     old: dict[str, Any], new: dict[str, Any], keys: frozenset[str], order: dict[str, int]
 ) -> list[str]:
+    if old == new:  # the usual case, compared in C; rows with extra keys fall through
+        return []
     differ = [k for k in keys if (k in old) != (k in new) or (k in old and old[k] != new[k])]
     return sorted(differ, key=lambda k: order.get(k, len(order)))
 
@@ -419,6 +422,8 @@ def read_rows(
     try:
         if fmt == ExportFormat.JSONL:
             yield from _jsonl_rows(stream, kind if both else None)
+        elif both and kind == SERIES.kind:
+            yield from _leading_section(stream, kind)
         else:
             prefix = f"{kind}.item" if both else "item"
             for row in ijson.items(stream, prefix, use_float=True):
@@ -427,6 +432,27 @@ def read_rows(
                 yield row
     except (ijson.JSONError, orjson.JSONDecodeError, gzip.BadGzipFile, EOFError) as err:
         raise UnreadableFile(str(err) or type(err).__name__) from err
+
+
+def _leading_section(stream: IO[bytes], kind: str) -> Iterator[dict[str, Any]]:
+    """The rows of ``{"<kind>": [...], ...}``'s first array, from parser events, ending where
+    that array ends: a type both file's series are read without parsing its (many) books."""
+    item = f"{kind}.item"
+    builder: ObjectBuilder | None = None
+    for prefix, event, value in ijson.parse(stream, use_float=True):
+        if builder is not None:
+            builder.event(event, value)
+            if prefix == item and event == "end_map":
+                row = builder.value
+                builder = None
+                yield row
+        elif prefix == item:
+            if event != "start_map":
+                raise UnreadableFile("a row is not a JSON object")
+            builder = ObjectBuilder()
+            builder.event(event, value)
+        elif prefix == kind and event == "end_array":
+            return
 
 
 def _jsonl_rows(stream: IO[bytes], kind: str | None) -> Iterator[dict[str, Any]]:

@@ -207,11 +207,20 @@ class Api:
         body: Any = None,
         headers: dict[str, str] | None = None,
         ok: Sequence[int] = (200,),
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         import httpx
 
         try:
-            response = self.http.request(method, path, json=body, headers=headers)
+            response = self.http.request(
+                method,
+                path,
+                json=body,
+                headers=headers,
+                params=params,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
         except httpx.TransportError as err:
             raise self.unreachable(err) from err
         if response.status_code not in ok:
@@ -987,6 +996,51 @@ def _cmd_schedule(api: Api, args: argparse.Namespace, out: TextIO) -> int:
     return _SCHEDULE_COMMANDS[args.schedule_command](api, args, out)
 
 
+# Comparing two large backups reads both files whole on the server: minutes for millions of rows.
+CHANGES_TIMEOUT = 1800.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _cmd_changes(api: Api, args: argparse.Namespace, out: TextIO) -> int:
+    newer, older = _export_id(args.id), _export_id(args.since)
+    doc = api.request(
+        "GET",
+        f"{EXPORTS_PATH}/{newer}/changes",
+        params={"since": older},
+        timeout=CHANGES_TIMEOUT,
+    )
+    if args.json:
+        _emit_json(doc, out)
+        return 0
+    out.write(f"Changes from {older} to {newer}:\n")
+    total = 0
+    for kind, label in (("series", "Series"), ("books", "Books")):
+        counts = doc[kind]
+        total += counts["added"] + counts["removed"] + counts["changed"]
+        out.write(
+            f"  {label}: {counts['added']:,} added, {counts['removed']:,} removed, "
+            f"{counts['changed']:,} changed\n"
+        )
+    items = doc["items"]
+    if not items:
+        out.write("No changes.\n")
+        return 0
+    rows = [
+        [
+            item["kind"],
+            item["change"],
+            item["id"],
+            _CONTROL.sub(" ", item["name"]),
+            ", ".join(item["fields"]) or "-",
+        ]
+        for item in items
+    ]
+    _table(["KIND", "CHANGE", "ID", "NAME", "FIELDS"], rows, out)
+    if total > len(items):
+        out.write(f"(the first {len(items):,} of {total:,} changes)\n")
+    return 0
+
+
 _EXPORT_COMMANDS: dict[str, Callable[[Api, argparse.Namespace, TextIO], int]] = {
     "schedule": _cmd_schedule,
     "create": _cmd_create,
@@ -996,6 +1050,7 @@ _EXPORT_COMMANDS: dict[str, Callable[[Api, argparse.Namespace, TextIO], int]] = 
     "delete": _cmd_delete,
     "download": _cmd_download,
     "fields": _cmd_fields,
+    "changes": _cmd_changes,
 }
 
 
@@ -1156,3 +1211,10 @@ def register(sub: Any) -> None:
     download.add_argument("--decompress", action="store_true", help=_DECOMPRESS_HELP)
     actions.add_parser("fields", parents=[common], help="the field catalogs, groups and presets")
     _register_schedule(actions, common)
+    changes = actions.add_parser(
+        "changes",
+        parents=[common],
+        help="what changed from an older JSON / JSON Lines export to this one",
+    )
+    changes.add_argument("id", metavar="ID", help="the newer export")
+    changes.add_argument("--since", required=True, metavar="OTHER", help="the older export")

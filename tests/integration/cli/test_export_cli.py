@@ -546,3 +546,52 @@ def test_a_corrupted_download_is_detected_and_removed(
     again = cli("export", "download", export["id"], "-o", str(target), *auth, home=home)
     assert again.returncode == 0, again.stderr
     assert target.read_bytes() == content
+
+
+def test_changes_prints_counts_and_items_and_json(
+    libraries: list[dict[str, str]], auth: list[str], home: Path
+) -> None:
+    """``export changes``: an export of one library against one of every library — the other
+    libraries' series are the added ones (the catalog itself is shared with other tests)."""
+
+    def create(*args: str) -> dict[str, Any]:
+        result = cli(
+            "export", "create", "--fields", "series_id,title", "--wait", "--json", *args,
+            *auth, home=home,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        done: dict[str, Any] = json.loads(result.stdout)
+        return done
+
+    one = create("--library", libraries[0]["id"])
+    every = create("--all-libraries", "--format", "jsonl", "--gzip")
+    added = every["rowCount"] - one["rowCount"]
+    assert added > 0
+
+    as_json = cli(
+        "export", "changes", every["id"], "--since", one["id"], "--json", *auth, home=home
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["since"] == one["id"]
+    assert doc["series"] == {"added": added, "removed": 0, "changed": 0}
+    assert doc["books"] == {"added": 0, "removed": 0, "changed": 0}
+    assert len(doc["items"]) == min(added, 1000)
+    assert {i["change"] for i in doc["items"]} == {"added"}
+
+    text = cli("export", "changes", every["id"], "--since", one["id"], *auth, home=home)
+    assert text.returncode == 0, text.stderr
+    assert f"Series: {added:,} added, 0 removed, 0 changed" in text.stdout
+    assert "Books: 0 added, 0 removed, 0 changed" in text.stdout
+    lines = text.stdout.splitlines()
+    assert lines[3].split() == ["KIND", "CHANGE", "ID", "NAME", "FIELDS"]
+    first = doc["items"][0]
+    assert lines[4].startswith(f"series  added   {first['id']}")
+
+    same = cli("export", "changes", one["id"], "--since", one["id"], *auth, home=home)
+    assert same.returncode == 0 and "No changes." in same.stdout
+
+    markdown = create("--library", libraries[0]["id"], "--format", "md")
+    refused = cli("export", "changes", markdown["id"], "--since", one["id"], *auth, home=home)
+    assert refused.returncode == 1
+    assert "Exports can be compared only when both are JSON or JSON Lines" in refused.stderr

@@ -366,3 +366,18 @@ def test_compare_files_reads_both_sections_series_first() -> None:
     assert summary(changes) == [("changed", "1", ["series_name"]), ("removed", "10", [])]
     assert changes.items()[1]["kind"] == "books"
     assert changes.counts["books"].removed == 1
+
+
+def test_the_series_of_a_both_json_file_are_read_without_its_books() -> None:
+    # The series pass stops where the series array ends: what follows is never parsed.
+    data = _json({"series": ROWS, "books": []})[:-3] + b"not json at all"
+    got = list(
+        read_rows(io.BytesIO(data), ExportFormat.JSON, Compression.NONE, ExportType.BOTH, "series")
+    )
+    assert got == ROWS
+    with pytest.raises(UnreadableFile):
+        list(
+            read_rows(
+                io.BytesIO(data), ExportFormat.JSON, Compression.NONE, ExportType.BOTH, "books"
+            )
+        )
