@@ -249,7 +249,7 @@ def test_validation_errors_are_shown(page: Page, demo_system: System, demo_datab
     expect(cron).to_have_attribute("aria-invalid", "true")
 
     cron.fill("* * * * *")
-    refused("Schedule runs too often: at most once every 1 hour (this cron runs every 1 minute)")
+    refused("Schedule runs too often: at most once every hour (this cron runs every minute)")
 
     cron.fill("15 4 * * 1-5")
     zone = dialog.get_by_label("Time zone")
