@@ -22,6 +22,7 @@ from playwright.sync_api import Download, Locator, Page, ViewportSize, expect
 
 from services.cli.demo_seed import hash_password
 from tests.conftest import new_user
+from tests.system import System, wait_for_export
 
 T = TypeVar("T")
 URL = "/api/v1/user/exports/series"
@@ -232,3 +233,72 @@ def no_horizontal_overflow(page: Page) -> tuple[int, int]:
         " document.documentElement.clientWidth]"
     )
     return sizes[0], sizes[1]
+
+
+# --- schedules (SPEC §12) -------------------------------------------------------------------
+
+SCHEDULES = "/api/v1/user/exports/schedules"
+MINUS = "\u2212"  # the page writes "removed" counts with a minus sign, not a hyphen
+
+
+def schedule_request(libraries: Iterable[dict[str, str]], **extra: Any) -> dict[str, Any]:
+    """A create body a schedule runs: series as JSON, with their IDs (so runs can be compared)."""
+    return {
+        "format": "json",
+        "exportType": "series",
+        "libraryIds": [lib["id"] for lib in libraries],
+        "fields": ["series_id", "title", "year"],
+        **extra,
+    }
+
+
+def deny_tag(database_url: str, user_id: uuid.UUID, tag: str) -> None:
+    """Deny the user a sharing tag of the demo catalog: their next export loses its series."""
+
+    async def grant() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            tag_id = await conn.fetchval("SELECT id FROM sharing_tags WHERE name = $1", tag)
+            assert tag_id is not None, f"the demo catalog has no sharing tag {tag!r}"
+            await conn.execute(
+                "INSERT INTO user_sharing_tags (id, user_id, sharing_tag_id, access_mode,"
+                " created_at) VALUES ($1, $2, $3, 'deny', now())",
+                uuid.uuid4(),
+                user_id,
+                tag_id,
+            )
+        finally:
+            await conn.close()
+
+    run(grant)
+
+
+def schedule_row(page: Page, schedule_id: str) -> Locator:
+    return page.locator(f'#schedule-rows tr[data-id="{schedule_id}"]')
+
+
+def scheduled_account(
+    system: System, database_url: str, libraries: list[dict[str, str]]
+) -> tuple[Account, dict[str, Any], str]:
+    """A user with two schedules, the first run twice with fewer series the second time (so
+    its newer run shows change counts): (the account, that schedule, its newer run's id)."""
+    account = make_account(database_url)
+    with system.client(account.id) as client:
+        made = [
+            client.post(SCHEDULES, json=body)
+            for body in (
+                {"request": schedule_request(libraries), "cron": "30 6 * * 1", "timezone": "Europe/Paris"},
+                {"request": schedule_request(libraries[:1], format="csv"), "cron": "0 */6 * * *", "keep": 3},
+            )
+        ]  # fmt: skip
+        assert all(r.status_code == 201 for r in made), [r.text for r in made]
+        schedule: dict[str, Any] = made[0].json()
+        newest = ""
+        for denied in (None, "mature"):
+            if denied:
+                deny_tag(database_url, account.id, denied)
+            started = client.post(f"{SCHEDULES}/{schedule['id']}/run")
+            assert started.status_code == 202, started.text
+            newest = started.json()["id"]
+            assert wait_for_export(client, newest)["status"] == "completed"
+    return account, schedule, newest

@@ -1,10 +1,13 @@
 """Every state of the page passes an axe-core audit (WCAG 2.1 A and AA, best practices):
 sign-in, the empty state, the New Export dialog with its estimate, the table with each status,
-Run again and a failed row, the delete confirmation; desktop and phone, light and dark."""
+Run again and a failed row, the delete confirmation, the Schedules section with scheduled runs
+and their change counts, the Repeat options and the schedule's delete confirmation; desktop
+and phone, light and dark."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -12,12 +15,17 @@ from playwright.sync_api import Browser, Page, expect
 from tests.e2e.axe import assert_accessible
 from tests.e2e.helpers import (
     DESKTOP,
+    MINUS,
     PAGE,
     PHONE,
+    Account,
     insert_export,
     make_account,
+    no_horizontal_overflow,
     open_dialog,
     row,
+    schedule_row,
+    scheduled_account,
     sign_in,
 )
 from tests.system import System
@@ -101,5 +109,64 @@ def test_the_table_in_every_status(
         dialog = open_dialog(page)
         expect(dialog.locator("#export-estimate")).to_have_text(ESTIMATE)
         assert_accessible(page, f"the dialog with its estimate ({scheme}, {viewport['width']} px)")
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def scheduled(
+    demo_system: System, demo_database: str, libraries: list[dict[str, str]]
+) -> tuple[Account, dict[str, Any], str]:
+    return scheduled_account(demo_system, demo_database, libraries)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_schedules_section(
+    browser: Browser,
+    demo_system: System,
+    scheduled: tuple[Account, dict[str, Any], str],
+    scheme: str,
+    viewport: dict[str, int],
+) -> None:
+    account, schedule, newest = scheduled
+    where = f"({scheme}, {viewport['width']} px)"
+    context = browser.new_context(
+        viewport=viewport,  # type: ignore[arg-type]
+        color_scheme=scheme,  # type: ignore[arg-type]
+        is_mobile=viewport == PHONE,
+        has_touch=viewport == PHONE,
+    )
+    context.set_default_timeout(15_000)
+    try:
+        page = context.new_page()
+        sign_in(page, demo_system.api_url, account)
+        expect(page.get_by_role("region", name="Schedules")).to_be_visible()
+        expect(page.locator("#schedule-rows tr")).to_have_count(2)
+        counts = row(page, newest).locator(".changes-counts")
+        expect(counts).to_have_text(re.compile(rf"^\+0 · {MINUS}\d"))
+        expect(row(page, newest).locator(".scheduled-tag")).to_be_visible()
+        assert_accessible(page, f"the Schedules section and scheduled runs {where}")
+        if viewport == PHONE:
+            scroll, client = no_horizontal_overflow(page)
+            assert scroll <= client, (scroll, client)
+
+        schedule_row(page, schedule["id"]).get_by_role(
+            "button", name=re.compile("^Delete schedule")
+        ).click()
+        expect(page.get_by_role("alertdialog", name="Delete schedule?")).to_be_visible()
+        assert_accessible(page, f"the schedule's delete confirmation {where}")
+        page.keyboard.press("Escape")
+
+        dialog = open_dialog(page)
+        repeat = dialog.get_by_label("Run", exact=True)
+        repeat.select_option(label="Every week")
+        expect(dialog.get_by_label("Time zone")).to_be_visible()
+        assert_accessible(page, f"the dialog's weekly Repeat {where}")
+        repeat.select_option(label="Custom (cron)")
+        dialog.get_by_label("Cron expression").fill("not a cron")
+        dialog.get_by_role("button", name="Create Schedule").click()
+        expect(dialog.locator("#form-error")).to_have_text("Invalid cron expression: not a cron")
+        assert_accessible(page, f"the dialog's custom Repeat refused by the server {where}")
     finally:
         context.close()

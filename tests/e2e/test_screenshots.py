@@ -20,6 +20,8 @@ from tests.e2e.helpers import (
     make_account,
     no_horizontal_overflow,
     open_dialog,
+    schedule_row,
+    scheduled_account,
     screenshot,
     sign_in,
     wait_status,
@@ -119,3 +121,30 @@ def populate(system: System, database: str, user_id: UUID, libraries: list[dict[
         rows_total=3650,
         rows_written=1420,
     )
+
+
+def test_schedules_screenshots(
+    browser: Browser, demo_system: System, demo_database: str, libraries: list[dict[str, str]]
+) -> None:
+    """The Schedules section under the table, a scheduled run with its change counts, and the
+    dialog's Repeat options; desktop and phone (the phone also measured for overflow)."""
+    account, schedule, newest = scheduled_account(demo_system, demo_database, libraries)
+    for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        context = browser.new_context(
+            viewport=viewport, locale="en-US", timezone_id="UTC", device_scale_factor=1
+        )
+        try:
+            page = context.new_page()
+            sign_in(page, demo_system.api_url, account)
+            expect(schedule_row(page, schedule["id"])).to_be_visible()
+            expect(page.locator(f'#export-rows tr[data-id="{newest}"] .changes')).to_be_visible()
+            screenshot(page, f"schedules-{size}")
+            if size == "phone":
+                scroll, client = no_horizontal_overflow(page)
+                assert scroll <= client
+            dialog = open_dialog(page)
+            dialog.get_by_label("Run", exact=True).select_option(label="Every week")
+            dialog.locator("#repeat-fieldset").scroll_into_view_if_needed()
+            screenshot(page, f"new-schedule-dialog-{size}", full_page=False)
+        finally:
+            context.close()

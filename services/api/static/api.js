@@ -6,6 +6,7 @@ const EXPIRES_KEY = "codex-exports.expiresAt";
 // sends to this product (deploy/codex/): sign-in and libraries too, which Codex owns elsewhere.
 export const PAGE_API = "/api/v1/user/exports";
 export const EXPORTS = `${PAGE_API}/series`;
+export const SCHEDULES = `${PAGE_API}/schedules`;
 
 /** An API refusal: HTTP status plus the server's {error, message}. */
 export class ApiError extends Error {

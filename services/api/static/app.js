@@ -1,11 +1,12 @@
-// The Data Exports page: sign-in, the exports table, usage, and the New Export dialog.
+// The Data Exports page: sign-in, the exports table, usage, schedules, and the New Export dialog.
 
-import { api, ApiError, EXPORTS, onUnauthorized, PAGE_API, request, session, signIn } from "./api.js";
+import { api, ApiError, EXPORTS, onUnauthorized, PAGE_API, request, SCHEDULES, session, signIn } from "./api.js";
 import { byId } from "./dom.js";
 import { downloadExport } from "./download.js";
-import { formatBytes, formatDuration, isInFlight } from "./format.js";
+import { formatBytes, formatDateTime, formatDuration, isInFlight } from "./format.js";
 import { confirmAction, initConfirm } from "./modal.js";
 import { NewExportDialog } from "./new-export.js";
+import { describeCron, describeRequest, previousRuns, renderSchedules } from "./schedules.js";
 import { renderRows } from "./table.js";
 
 const POLL_MS = 1000;
@@ -23,7 +24,17 @@ const state = {
   pollTimer: null,
   listSeq: 0,
   expiryTimer: null,
+  schedules: [],
+  schedulesSeq: 0,
+  schedulesAvailable: true, // false when this server has no schedules endpoint
+  runningSchedules: new Set(), // schedule ids whose "Run now" is on its way
+  scheduleTimer: null,
+  libraryNames: null, // Map(library id -> name), for what a schedule exports
+  changes: new Map(), // "run id:previous run id" -> the changes answer, or null (nothing to show)
 };
+// A schedule's run appears in the list after its due time, spread over up to a minute (SPEC §12):
+// the page looks again this long after the earliest next run.
+const SCHEDULE_SPREAD_MS = 65_000;
 
 const els = {};
 let dialog;
@@ -65,6 +76,13 @@ function showSignIn(message) {
   state.exports = [];
   state.loaded = false;
   els.rows.replaceChildren();
+  clearTimeout(state.scheduleTimer);
+  state.schedulesSeq += 1;
+  state.schedules = [];
+  state.changes.clear();
+  state.libraryNames = null;
+  els.scheduleRows.replaceChildren();
+  els.schedules.hidden = true;
   show("signin");
   els.signinError.hidden = !message;
   els.signinError.textContent = message ?? "";
@@ -78,7 +96,7 @@ async function showExports(user) {
   els.accountName.title = `Signed in as ${user.username} (${user.role})`;
   show("exports");
   scheduleExpiry();
-  await Promise.all([refresh(), loadUsage()]);
+  await Promise.all([refresh(), loadUsage(), loadSchedules()]);
   // Field labels for the "fields on hover" text; the table works without them meanwhile.
   dialog
     .loadCatalog()
@@ -113,6 +131,7 @@ function render() {
     downloading: state.downloading,
     cancelling: state.cancelling,
     rerunning: state.rerunning,
+    changes: shownChanges(),
     onDownload: download,
     onCancel: cancel,
     onRunAgain: runAgain,
@@ -188,15 +207,176 @@ async function loadUsage() {
   }
 }
 
+// --- schedules (SPEC §12) ---------------------------------------------------------------------
+
+function renderScheduleList() {
+  els.schedules.hidden = !state.schedules.length;
+  renderSchedules(els.scheduleRows, state.schedules, {
+    libraryNames: state.libraryNames,
+    running: state.runningSchedules,
+    onRunNow: runNow,
+    onDelete: removeSchedule,
+  });
+}
+
+/** Load the user's schedules; the section shows once there is one. */
+async function loadSchedules() {
+  if (!state.schedulesAvailable) return;
+  const seq = ++state.schedulesSeq;
+  try {
+    const body = await api(SCHEDULES);
+    if (seq !== state.schedulesSeq || !state.user) return;
+    state.schedules = Array.isArray(body) ? body : (body?.schedules ?? []);
+    if (state.schedules.length && !state.libraryNames) await loadLibraryNames();
+    renderScheduleList();
+    planScheduleRefresh();
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status === 401) return;
+    // A server without schedules (an older api) answers 404 or 405: the page simply has none.
+    if (err.status === 404 || err.status === 405) {
+      state.schedulesAvailable = false;
+      return;
+    }
+    if (seq === state.schedulesSeq) notify(`Could not load your schedules: ${err.message}`, "error");
+  }
+}
+
+async function loadLibraryNames() {
+  try {
+    const body = await api(`${PAGE_API}/libraries`);
+    state.libraryNames = new Map(body.libraries.map((lib) => [lib.id, lib.name]));
+  } catch {
+    // Names are a convenience: a schedule then says "2 libraries".
+  }
+}
+
+/** Look again (schedules and exports) shortly after the earliest next run, so a scheduled run
+ * shows up without a reload even while nothing else is in flight. */
+function planScheduleRefresh() {
+  clearTimeout(state.scheduleTimer);
+  const next = state.schedules
+    .map((s) => Date.parse(s.nextRunAt ?? ""))
+    .filter(Number.isFinite)
+    .sort((a, b) => a - b)[0];
+  if (next === undefined) return;
+  const wait = Math.min(MAX_TIMEOUT_MS, Math.max(0, next - Date.now()) + SCHEDULE_SPREAD_MS);
+  state.scheduleTimer = setTimeout(() => {
+    if (!state.user) return;
+    refresh();
+    loadSchedules();
+  }, wait);
+}
+
+function scheduleLabel(schedule) {
+  return `${describeRequest(schedule.request, state.libraryNames)}, ${describeCron(schedule.cron).toLowerCase()}`;
+}
+
+async function onScheduled(schedule) {
+  state.schedules = [schedule, ...state.schedules.filter((s) => s.id !== schedule.id)];
+  if (!state.libraryNames) await loadLibraryNames();
+  renderScheduleList();
+  planScheduleRefresh();
+  const next = schedule.nextRunAt ? ` Next run: ${formatDateTime(schedule.nextRunAt)}.` : "";
+  notify(`Schedule created.${next}`);
+  announce(`Schedule created: ${scheduleLabel(schedule)}`);
+  const row = [...els.scheduleRows.rows].find((tr) => tr.dataset.id === schedule.id);
+  row?.querySelector('[data-action="run-now"]')?.focus();
+}
+
+/** "Run now": one run of the schedule at once, as its due time would make it. */
+async function runNow(schedule) {
+  if (state.runningSchedules.has(schedule.id)) return;
+  state.runningSchedules.add(schedule.id);
+  renderScheduleList();
+  try {
+    const run = await api(`${SCHEDULES}/${schedule.id}/run`, { method: "POST" });
+    if (run && run.id && run.status) {
+      onCreated(run, { focus: false });
+      notify(`Run started: ${run.fileName}`);
+    } else {
+      notify("Run started.");
+    }
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return;
+    notify(`Could not run the schedule: ${err.message}`, "error");
+  } finally {
+    state.runningSchedules.delete(schedule.id);
+    await loadSchedules();
+    renderScheduleList();
+    refresh();
+  }
+}
+
+async function removeSchedule(schedule) {
+  const confirmed = await confirmAction({
+    title: "Delete schedule?",
+    text:
+      `“${scheduleLabel(schedule)}” will no longer run. ` +
+      "The exports it made stay until they expire. This cannot be undone.",
+    confirmLabel: "Delete schedule",
+  });
+  if (!confirmed) return;
+  const index = state.schedules.findIndex((s) => s.id === schedule.id);
+  try {
+    await request(`${SCHEDULES}/${schedule.id}`, { method: "DELETE" });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return;
+    if (!(err instanceof ApiError && err.status === 404)) {
+      notify(`Could not delete the schedule: ${err.message}`, "error");
+      return;
+    }
+  }
+  state.schedules = state.schedules.filter((s) => s.id !== schedule.id);
+  renderScheduleList();
+  planScheduleRefresh();
+  notify("Schedule deleted. Its exports stay until they expire.");
+  announce("Schedule deleted");
+  const rows = [...els.scheduleRows.rows];
+  const next = rows[Math.min(index, rows.length - 1)];
+  (next?.querySelector('[data-action="delete-schedule"]') ?? els.newExport).focus();
+}
+
+/** The change counts to show: Map(run id -> changes answer) for every completed scheduled run
+ * whose previous run can be compared with it; the ones not asked yet are fetched, and the
+ * table is drawn again when they arrive. */
+function shownChanges() {
+  const shown = new Map();
+  for (const [run, previous] of previousRuns(state.exports)) {
+    const key = `${run}:${previous}`;
+    if (!state.changes.has(key)) {
+      state.changes.set(key, null);
+      fetchChanges(key, run, previous);
+    } else if (state.changes.get(key)) {
+      shown.set(run, state.changes.get(key));
+    }
+  }
+  return shown;
+}
+
+async function fetchChanges(key, run, previous) {
+  try {
+    const answer = await api(`${EXPORTS}/${run}/changes?since=${encodeURIComponent(previous)}`);
+    if (!state.user || !state.changes.has(key)) return;
+    state.changes.set(key, answer);
+    render();
+  } catch (err) {
+    // 400 (not comparable) or 404 (a run gone): nothing to show. Anything else may pass: ask
+    // again on a later refresh.
+    if (err instanceof ApiError && (err.status === 400 || err.status === 404 || err.status === 401)) return;
+    state.changes.delete(key);
+  }
+}
+
 // --- actions --------------------------------------------------------------------------------
 
-function onCreated(created) {
+function onCreated(created, { focus = true } = {}) {
   if (!state.exports.some((e) => e.id === created.id)) state.exports = [created, ...state.exports];
   state.loaded = true;
   render();
   announce(`Export queued: ${created.fileName}`);
   loadUsage();
   schedulePoll();
+  if (!focus) return;
   const row = [...els.rows.rows].find((tr) => tr.dataset.id === created.id);
   row?.querySelector("button")?.focus();
 }
@@ -355,8 +535,10 @@ async function start() {
     tableWrap: byId("table-wrap"),
     rows: byId("export-rows"),
     newExport: byId("new-export"),
+    schedules: byId("schedules"),
+    scheduleRows: byId("schedule-rows"),
   });
-  dialog = new NewExportDialog({ onCreated });
+  dialog = new NewExportDialog({ onCreated, onScheduled });
   initConfirm();
 
   els.signinForm.addEventListener("submit", onSignIn);

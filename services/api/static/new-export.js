@@ -1,9 +1,10 @@
 // The New Export dialog: type, format, libraries and grouped field checkboxes.
 
-import { api, ApiError, EXPORTS, PAGE_API } from "./api.js";
+import { api, ApiError, EXPORTS, PAGE_API, SCHEDULES } from "./api.js";
 import { byId, h, nextId, srOnly } from "./dom.js";
 import { formatBytes, formatCount } from "./format.js";
 import { trapFocus } from "./modal.js";
+import { browserTimeZone, describeCron, knownTimeZones, presetCron } from "./schedules.js";
 
 // The estimate follows the choices without a request per click: it waits for this long after
 // the last change, and a newer request aborts the one still in flight.
@@ -14,7 +15,16 @@ export const MESSAGES = {
   libraries: "At least one library must be selected",
   series: "At least one series field must be selected",
   books: "At least one book field must be selected",
+  keep: "Keep must be between 1 and 30",
+  cron: "Enter a cron expression of five fields, such as 0 3 * * 1-5",
 };
+
+// Which Repeat field a server refusal is about (SPEC §12 messages), to put the keyboard there.
+const REPEAT_ERRORS = [
+  ["Invalid cron expression", "repeat-cron"],
+  ["Unknown time zone", "repeat-timezone"],
+  ["Keep must be", "repeat-keep"],
+];
 
 const SECTIONS = {
   series: { title: "Series fields", noun: "series", catalog: "fields", llm: "llmSelect", all: "allSelect" },
@@ -27,9 +37,14 @@ function sectionsFor(exportType) {
 }
 
 export class NewExportDialog {
-  /** `onCreated(export)` is called with the 202 body after a successful submit. */
-  constructor({ onCreated }) {
+  /** `onCreated(export)` is called with the 202 body after a successful submit; with Repeat
+   * chosen, `onScheduled(schedule)` with the 201 body of the new schedule instead. */
+  constructor({ onCreated, onScheduled }) {
     this.onCreated = onCreated;
+    this.onScheduled = onScheduled;
+    this.repeat = byId("repeat");
+    this.repeatError = byId("repeat-error");
+    this.repeatSummary = byId("repeat-summary");
     this.dialog = byId("new-export-dialog");
     this.form = byId("export-form");
     this.submitButton = byId("export-submit");
@@ -62,6 +77,62 @@ export class NewExportDialog {
     });
     byId("libraries-all").addEventListener("click", () => this.setLibraries(true));
     byId("libraries-none").addEventListener("click", () => this.setLibraries(false));
+    byId("repeat-keep").addEventListener("input", () => this.updateSummary());
+    byId("repeat-cron").addEventListener("input", () => this.updateSummary());
+    byId("timezone-list").replaceChildren(...knownTimeZones().map((name) => h("option", { value: name })));
+  }
+
+  // --- Repeat (SPEC §12) -------------------------------------------------------------------
+
+  /** "" for a one-off export, else "daily", "weekly", "monthly" or "custom". */
+  get repeatChoice() {
+    return this.repeat.value;
+  }
+
+  /** The cron the Repeat choices make (a custom one as typed), or null for a one-off export. */
+  cron() {
+    const choice = this.repeatChoice;
+    if (!choice) return null;
+    if (choice === "custom") return byId("repeat-cron").value.trim();
+    return presetCron(choice, byId("repeat-time").value, Number(byId("repeat-weekday").value));
+  }
+
+  /** Show the fields the Repeat choice needs; the submit button says what it will make. */
+  applyRepeat() {
+    const choice = this.repeatChoice;
+    byId("repeat-weekday-field").hidden = choice !== "weekly";
+    byId("repeat-time-field").hidden = !["daily", "weekly", "monthly"].includes(choice);
+    byId("repeat-cron-field").hidden = choice !== "custom";
+    for (const id of ["repeat-timezone-field", "repeat-keep-field", "repeat-summary"]) byId(id).hidden = !choice;
+    this.setBusy(this.busy);
+  }
+
+  /** The schedule body (SPEC §12) around a create body. */
+  scheduleBody(request) {
+    return {
+      request,
+      cron: this.cron(),
+      timezone: byId("repeat-timezone").value.trim() || browserTimeZone(),
+      keep: Number(byId("repeat-keep").value),
+    };
+  }
+
+  /** The Repeat checks the page can make itself; returns the element to focus, or null. */
+  validateRepeat() {
+    if (!this.repeatChoice) return null;
+    const showRepeatError = (message, input) => {
+      this.showError(this.repeatError, byId("repeat-fieldset"), message);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-errormessage", "repeat-error");
+      return input;
+    };
+    if (this.repeatChoice === "custom" && !this.cron()) return showRepeatError(MESSAGES.cron, byId("repeat-cron"));
+    const keepInput = byId("repeat-keep");
+    const keep = Number(keepInput.value);
+    if (!keepInput.value.trim() || !Number.isInteger(keep) || keep < 1 || keep > 30) {
+      return showRepeatError(MESSAGES.keep, keepInput);
+    }
+    return null;
   }
 
   get exportType() {
@@ -102,6 +173,8 @@ export class NewExportDialog {
   async open(opener) {
     this.opener = opener ?? document.activeElement;
     this.form.reset();
+    byId("repeat-timezone").value = browserTimeZone();
+    this.applyRepeat();
     this.clearErrors();
     this.setBusy(false);
     this.libraryList.replaceChildren(h("p", { class: "muted" }, "Loading libraries…"));
@@ -300,6 +373,8 @@ export class NewExportDialog {
   onChange(event) {
     const target = event.target;
     if (target.name === "exportType" || target.name === "format") this.applyType();
+    if (target === this.repeat) this.applyRepeat();
+    if (target.closest?.("#repeat-fieldset")) this.clearErrors();
     if (target.dataset?.kind) this.refreshSection(target.dataset.kind);
     if (target.name === "libraryIds" || target.dataset?.kind || target.classList.contains("group-toggle")) {
       this.clearErrors();
@@ -334,6 +409,11 @@ export class NewExportDialog {
     const packed = this.compression === "gzip" ? " (gzip)" : "";
     this.summary.textContent =
       `${type} · ${format}${packed} · ${libs} librar${libs === 1 ? "y" : "ies"} · ${fields} field${fields === 1 ? "" : "s"}`;
+    const cron = this.cron();
+    this.repeatSummary.textContent = cron
+      ? `${describeCron(cron)} (${byId("repeat-timezone").value.trim() || browserTimeZone()} time), ` +
+        `keeping the newest ${byId("repeat-keep").value || "7"} runs.`
+      : "";
     this.scheduleEstimate();
   }
 
@@ -393,6 +473,12 @@ export class NewExportDialog {
   clearErrors() {
     this.formError.hidden = true;
     this.libraryError.hidden = true;
+    this.repeatError.hidden = true;
+    byId("repeat-fieldset").removeAttribute("aria-invalid");
+    for (const input of byId("repeat-fieldset").querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-errormessage");
+    }
     byId("libraries-fieldset").removeAttribute("aria-invalid");
     for (const section of Object.values(this.sections)) {
       section.error.hidden = true;
@@ -428,7 +514,8 @@ export class NewExportDialog {
         first ??= section.root.querySelector("button");
       }
     }
-    return first;
+    const repeat = this.validateRepeat();
+    return first ?? repeat;
   }
 
   /** The create body of the current choices (the estimate asks with the same), or null while
@@ -450,7 +537,8 @@ export class NewExportDialog {
   setBusy(busy) {
     this.busy = busy;
     this.submitButton.disabled = busy;
-    this.submitButton.textContent = busy ? "Creating…" : "Create Export";
+    const schedule = Boolean(this.repeatChoice);
+    this.submitButton.textContent = busy ? "Creating…" : schedule ? "Create Schedule" : "Create Export";
   }
 
   async submit() {
@@ -461,18 +549,34 @@ export class NewExportDialog {
       return;
     }
     const body = this.requestBody();
+    const repeating = Boolean(this.repeatChoice);
     this.setBusy(true);
     try {
-      const created = await api(EXPORTS, { method: "POST", body });
-      this.dialog.close();
-      this.onCreated(created);
+      if (repeating) {
+        const schedule = await api(SCHEDULES, { method: "POST", body: this.scheduleBody(body) });
+        this.dialog.close();
+        this.onScheduled(schedule);
+      } else {
+        const created = await api(EXPORTS, { method: "POST", body });
+        this.dialog.close();
+        this.onCreated(created);
+      }
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
         this.dialog.close();
         return;
       }
+      // The server's own words; a refused cron, time zone or keep puts the keyboard on its field.
       this.showFormError(err.message);
-      this.submitButton.focus();
+      const field = repeating && REPEAT_ERRORS.find(([start]) => err.message.startsWith(start))?.[1];
+      const input = field ? byId(field) : null;
+      if (input && input.getClientRects().length) {
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-errormessage", "form-error");
+        input.focus();
+      } else {
+        this.submitButton.focus();
+      }
     } finally {
       this.setBusy(false);
     }

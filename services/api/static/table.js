@@ -13,6 +13,7 @@ import {
   formatRelative,
   isInFlight,
 } from "./format.js";
+import { changesNode } from "./schedules.js";
 
 function fieldList(exp, labels) {
   const name = (kind, key) => labels?.[kind].get(key) ?? key;
@@ -171,6 +172,8 @@ function signature(exp, ctx) {
     ctx.cancelling.has(exp.id),
     ctx.rerunning.has(exp.id),
     Boolean(ctx.labels),
+    exp.scheduleId ?? null,
+    ctx.changes?.get(exp.id) ?? null,
   ]);
 }
 
@@ -183,11 +186,22 @@ function buildRow(exp, ctx) {
       { "data-label": "Created", class: "created" },
       h("time", { datetime: exp.createdAt, title: formatFullDateTime(exp.createdAt) }, formatDateTime(exp.createdAt)),
     ),
-    h("td", { "data-label": "Type", class: "nowrap" }, TYPE_LABELS[exp.exportType] ?? exp.exportType),
+    h(
+      "td",
+      { "data-label": "Type", class: "nowrap type-cell" },
+      TYPE_LABELS[exp.exportType] ?? exp.exportType,
+      exp.scheduleId ? h("span", { class: "tag scheduled-tag" }, "Scheduled") : null,
+    ),
     h("td", { "data-label": "Format" }, h("span", { class: "chip" }, formatChip(exp.format, exp.compression))),
     statusCell(exp),
     librariesCell(exp, ctx.labels),
-    h("td", { "data-label": "Rows", class: "num" }, rowsText(exp)),
+    h(
+      "td",
+      { "data-label": "Rows", class: "num rows-cell" },
+      rowsText(exp),
+      // A scheduled run's changes against the run of the same schedule before it (SPEC §12).
+      ctx.changes?.get(exp.id) ? changesNode(ctx.changes.get(exp.id)) : null,
+    ),
     h("td", { "data-label": "Size", class: "num" }, exp.status === "completed" ? formatBytes(exp.fileSizeBytes) : "—"),
     h(
       "td",
