@@ -33,7 +33,7 @@ ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
-    " expires_at, published_at, compression"
+    " expires_at, published_at, compression, lane"
 )
 
 
@@ -68,6 +68,7 @@ class ExportRow:
     expires_at: datetime
     published_at: datetime | None
     compression: Compression = Compression.NONE
+    lane: str = "large"  # shared.lanes.Lane; chosen at create, never changed
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ExportRow:
@@ -134,6 +135,7 @@ class NewExport:
     expires_at: datetime
     request_id: str | None = None
     compression: Compression = Compression.NONE
+    lane: str = "large"
 
 
 async def insert_export(
@@ -173,8 +175,8 @@ async def insert_export(
         record = await conn.fetchrow(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
-            " request_id, compression)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            " request_id, compression, lane)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
@@ -190,6 +192,7 @@ async def insert_export(
             new.expires_at,
             new.request_id,
             new.compression,
+            new.lane,
         )
         if idempotency_key is not None:
             await conn.execute(

@@ -25,6 +25,7 @@ from shared.subjects import (
     TIMER_FIRED_ALL,
     TIMER_SWEEP_FIRED,
     TIMER_SWEEP_SCHEDULE,
+    SMALL_WORKERS_DURABLE,
     WORKERS_DURABLE,
 )
 
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
             state["ctx"].pool,
             broker.connection.jetstream(),
             stream=STREAM,
-            consumers=(WORKERS_DURABLE, JANITOR_DURABLE),
+            consumers=(WORKERS_DURABLE, SMALL_WORKERS_DURABLE, JANITOR_DURABLE),
             storage_cap_bytes=settings.storage_cap_bytes,
         )
         tasks.append(asyncio.create_task(refresh))
