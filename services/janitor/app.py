@@ -21,11 +21,11 @@ from shared.settings import Settings
 from shared.streams import exports_stream
 from shared.subjects import (
     JANITOR_DURABLE,
+    SMALL_WORKERS_DURABLE,
     STREAM,
     TIMER_FIRED_ALL,
     TIMER_SWEEP_FIRED,
     TIMER_SWEEP_SCHEDULE,
-    SMALL_WORKERS_DURABLE,
     WORKERS_DURABLE,
 )
 

@@ -22,8 +22,8 @@ from services.worker.errors import (
 )
 from shared import metrics
 from shared import repository as exports_repo
-from shared.lanes import DEFAULT_LANE, Lane
 from shared.events import ExportRequested
+from shared.lanes import DEFAULT_LANE, Lane
 
 log = logging.getLogger(__name__)
 
