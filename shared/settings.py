@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # runs in the small lane; 0 sends every export to the large lane (no reserved lane).
     small_export_rows: int = Field(default=1000, ge=0)
     # The small lane's own slots in each worker, beside its worker_concurrency large ones.
-    worker_small_slots: int = Field(default=2, gt=0)
+    worker_small_slots: int = Field(default=4, gt=0)
 
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0)

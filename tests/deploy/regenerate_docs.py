@@ -64,7 +64,8 @@ def asyncapi_document() -> dict[str, Any]:
         version="1",
         description=(
             "NATS subjects served by the codex-exports api (export.submit), worker "
-            "(export.requested, export.cancel.*) and janitor (export.timer.fired.>)."
+            "(export.requested and export.requested.small: the large and small fairness "
+            "lanes; export.cancel.*) and janitor (export.timer.fired.>)."
         ),
     ).to_specification()
     document: dict[str, Any] = json.loads(spec.to_json())
