@@ -14,9 +14,14 @@ import asyncpg
 import httpx
 import nats
 import pytest
+from faststream.nats import NatsBroker
 
 from services.cli.synthetic import SyntheticCatalog, build_synthetic
+from shared import outbox
+from shared import repository as exports_repo
 from shared.catalog_query import COUNT_BOTH, Scope, args, count_rows_at_most
+from shared.formats import ExportFormat, ExportType
+from shared.streams import ensure_stream
 from shared.subjects import REQUESTED, REQUESTED_SMALL, STREAM
 from tests.conftest import new_user
 from tests.integration.lifecycle.conftest import (
@@ -175,3 +180,56 @@ async def test_the_bounded_count_agrees_with_the_export_count(
         assert await count_rows_at_most(conn, small, "books", 50) == 50
     finally:
         await conn.close()
+
+
+async def test_the_outbox_relay_publishes_each_row_to_its_lane(
+    restartable: Restartable, big_catalog: Catalog, small_library: SyntheticCatalog
+) -> None:
+    # Rows whose publish at create was lost (left for the janitor's relay), one per lane.
+    user = await new_user(big_catalog.database_url)
+    nc = await nats.connect(restartable.nats.url)
+    try:
+        await ensure_stream(nc)
+    finally:
+        await nc.close()
+    pool = await asyncpg.create_pool(big_catalog.database_url, min_size=1, max_size=2)
+    broker = NatsBroker(restartable.nats.url)
+    await broker.connect()
+    try:
+        ids: dict[str, uuid.UUID] = {}
+        for lane in ("small", "large"):
+            export_id = uuid.uuid4()
+            now = datetime.now().astimezone()
+            new = exports_repo.NewExport(
+                id=export_id,
+                user_id=user,
+                format=ExportFormat.JSON,
+                export_type=ExportType.SERIES,
+                library_ids=[small_library.library_id],
+                library_names=["Synthetic 100"],
+                fields=["title"],
+                book_fields=[],
+                file_name=f"{lane}.json",
+                object_key=f"exports/{user}/{export_id}/{lane}.json",
+                created_at=now,
+                expires_at=now.replace(year=now.year + 1),
+                lane=lane,
+            )
+            async with pool.acquire() as conn:
+                row, created = await exports_repo.insert_export(conn, new, max_active=10)
+            assert created and row.lane == lane and row.published_at is None
+            ids[lane] = export_id
+        assert await outbox.relay(pool, broker, older_than_seconds=0) >= 2
+        last_small = await _last_on(restartable, REQUESTED_SMALL)
+        last_large = await _last_on(restartable, REQUESTED)
+        assert (last_small["export_id"], last_small["lane"]) == (str(ids["small"]), "small")
+        assert (last_large["export_id"], last_large["lane"]) == (str(ids["large"]), "large")
+        published = await pool.fetchval(
+            "SELECT count(*) FROM exports.exports WHERE id = ANY($1::uuid[])"
+            " AND published_at IS NOT NULL",
+            list(ids.values()),
+        )
+        assert published == 2
+    finally:
+        await broker.stop()
+        await pool.close()
