@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from bench import api_load, changes, download, exports, scale
+from bench import api_load, changes, download, exports, fairness, scale
 from bench.env import Services, Stack, add_users, build_catalog, create_database
 from shared import naming
 
@@ -48,6 +48,7 @@ EXPORT_KINDS = tuple(TARGETS)
 # Formats whose gzip size is reported beside the plain size (csv+gzip is measured above).
 GZIP_SIZES = ("json", "md", "jsonl", "xlsx", "parquet")
 MEMORY_FORMATS = ("csv", "json", "md", "jsonl", "xlsx", "parquet", "csv+gzip")
+PARTS = ("exports", "linear", "memory", "download", "changes", "api", "scale", "fairness")
 
 
 def _sizes(quick: bool) -> tuple[tuple[int, int], list[tuple[int, int]]]:
@@ -68,7 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: exports,linear,memory,download,changes,api,scale",
+        help="comma-separated parts to skip: " + ",".join(PARTS),
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated parts to run (the others are skipped)"
+    )
+    parser.add_argument(
+        "--fairness-large",
+        type=int,
+        default=4,
+        help="large exports of the main catalog running in the fairness part",
+    )
+    parser.add_argument(
+        "--no-fairness-baseline",
+        action="store_true",
+        help="skip the fairness part's run without lanes",
     )
     parser.add_argument(
         "--scale-exports", type=int, default=None, help="exports per scale-out configuration"
@@ -79,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the servers and services are stopped.
     signal.signal(signal.SIGTERM, _terminate)
     skip = {s for s in args.skip.split(",") if s}
+    if args.only:
+        skip |= set(PARTS) - {s for s in args.only.split(",") if s}
     quick = args.quick
     scale_count = args.scale_exports or (200 if quick else 1000)
     api_seconds = args.api_seconds or (10.0 if quick else 30.0)
@@ -98,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[int, Services] = {}  # by catalog size
     try:
         (main_series, main_books), linear = _sizes(quick)
+        if {"linear", "memory"} <= skip:
+            linear = []  # no other catalog size is needed
         # Each catalog size in its own database, so an export's cost is its own (in one shared
         # database, every export also pays for scans over the other libraries' rows).
         urls: dict[int, str] = {}
@@ -241,6 +260,23 @@ def main(argv: list[str] | None = None) -> int:
             users = asyncio.run(add_users(url, 3, "scale"))
             results["scale_out"] = scale.measure(services, users, small.library_id, scale_count)
             print(f"  scale-out {results['scale_out']}", flush=True)
+
+        if "fairness" not in skip:
+            # Small exports of other users: a library of 50 series (50 rows), under 1,000 rows.
+            tiny = asyncio.run(build_catalog(url, 50, 500, username="bench-fair"))
+            fair_users = asyncio.run(add_users(url, 20, "fair"))
+            results["fairness"] = fairness.measure(
+                services,
+                main.user_id,
+                main.library_id,
+                fair_users,
+                tiny.library_id,
+                large_count=args.fairness_large,
+                baseline=not args.no_fairness_baseline,
+            )
+            results["fairness"]["large_books"] = main_books
+            results["fairness"]["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+            print(f"  fairness {json.dumps(results['fairness'])}", flush=True)
     finally:
         for system in systems.values():
             system.stop_all()
@@ -452,6 +488,22 @@ def _table(results: dict[str, Any]) -> str:
                 if k.startswith("workers_")
             )
         )
+    fair = results.get("fairness")
+    if fair:
+        for name in ("lanes", "no_lanes"):
+            run = fair.get(name)
+            if not run:
+                continue
+            wait, finish = run.get("wait_seconds", {}), run.get("finish_seconds", {})
+            target = f" (wait p95 < 2 s, finish p95 < 5 s: {_mark(fairness.verdict(run))})"
+            lines.append(
+                f"\nFairness, {name.replace('_', ' ')}: {run['large_exports']} exports of"
+                f" {fair['large_books']:,} books on {fair['workers']} workers x"
+                f" {fair['worker_concurrency']}; {run['small_completed']} of"
+                f" {run['small_submitted']} small exports of other users completed, wait p50"
+                f" {wait.get('p50')} p95 {wait.get('p95')} s, finish p50 {finish.get('p50')}"
+                f" p95 {finish.get('p95')} s" + (target if name == "lanes" else "")
+            )
     lines.append(f"\nbench took {results['bench_seconds']} s")
     return "\n".join(lines)
 

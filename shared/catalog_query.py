@@ -636,3 +636,41 @@ async def count_books(conn: asyncpg.Connection, scope: Scope) -> int:
         "SELECT count(*) FROM books b JOIN visible v ON v.id = b.series_id WHERE NOT b.deleted"
     )
     return int(await conn.fetchval(sql, *args(scope)))
+
+
+COUNT_AT_MOST = _with(
+    GRANTS,
+    _READABLE,
+    f"""visible AS MATERIALIZED (
+    SELECT vs.id FROM series vs
+    WHERE {_IN_SCOPE}
+    LIMIT $3
+)""",
+) + (
+    "SELECT (SELECT count(*) FROM visible) AS series,"
+    " (SELECT count(*) FROM (SELECT 1 FROM books b JOIN visible v ON v.id = b.series_id"
+    " WHERE NOT b.deleted LIMIT $3) x) AS books"
+)
+"""Both counts, each stopped at ``$3`` ($1 owner, $2 libraries, $3 the bound): no order, no
+full scan, so its cost is bounded by the bound whatever the catalog's size. The books are those
+of the first ``$3`` visible series only: exact while the series are under the bound."""
+
+
+async def count_rows_at_most(
+    conn: asyncpg.Connection, scope: Scope, export_type: str, bound: int
+) -> int:
+    """The rows an export of ``export_type`` would have, or ``bound`` when it has at least
+    ``bound`` (series for ``series``, books for ``books``, both summed for ``both``).
+
+    The same visibility as the export's own count (:data:`COUNT_BOTH`), stopped early. A scope
+    with ``bound`` visible series or more answers ``bound`` for every type, even a books export
+    of series that have few books: the one case where it overstates, never understates.
+    """
+    if bound <= 0:
+        return 0
+    record = await conn.fetchrow(COUNT_AT_MOST, *args(scope), bound)
+    series, books = int(record["series"]), int(record["books"])
+    if series >= bound:
+        return bound
+    rows = {"series": series, "books": books}.get(export_type, series + books)
+    return min(rows, bound)

@@ -23,6 +23,9 @@ class ExportRequested(Event):
     export_id: UUID
     user_id: UUID
     request_id: str | None = None
+    # The fairness lane it was queued in ("small" or "large", shared/lanes.py), also its
+    # subject's; absent from publishers that predate lanes (then it runs as large).
+    lane: str | None = None
 
 
 class ExportCompleted(Event):

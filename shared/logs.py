@@ -20,6 +20,7 @@ _EXTRA_KEYS = (
     "request_id",
     "worker_id",
     "attempt",
+    "lane",
     "subject",
     "method",
     "path",

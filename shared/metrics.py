@@ -30,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 
 from shared.formats import ENDED_STATUSES, ExportStatus, ExportType
 from shared.formats import FORMATS as FORMATS_INFO
+from shared.lanes import LANE_INFO, LANES
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ DELETE_REASONS = (
     "orphan_object",
     "orphan_upload",
 )
-CONSUMERS = ("workers", "janitor")
+LANE_NAMES = tuple(lane.value for lane in LANES)
+CONSUMERS = (*(info.durable for info in LANE_INFO.values()), "janitor")
 OTHER = "other"
 UNMATCHED_ROUTE = "<unmatched>"
 
@@ -62,6 +64,11 @@ _SWEEP_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 # --- api -------------------------------------------------------------------------------------
 
+EXPORTS_BY_LANE = Counter(
+    "exports_lane_total",
+    "Exports created (accepted), by the fairness lane their row count put them in.",
+    ["lane"],
+)
 EXPORTS_CREATED = Counter(
     "exports_created_total",
     "Export requests by type, format and result: accepted (a new export), replayed (an "
@@ -97,7 +104,18 @@ EXPORTS_IN_FLIGHT = Gauge(
 )
 WORKER_CONCURRENCY = Gauge(
     "exports_worker_concurrency",
-    "Exports one worker process runs at once (EXPORTS_WORKER_CONCURRENCY).",
+    "Large-lane exports one worker process runs at once (EXPORTS_WORKER_CONCURRENCY).",
+)
+WORKER_SLOTS = Gauge(
+    "exports_worker_slots",
+    "Exports one worker process runs at once, per fairness lane: large is "
+    "EXPORTS_WORKER_CONCURRENCY, small EXPORTS_WORKER_SMALL_SLOTS (shared/lanes.py).",
+    ["lane"],
+)
+EXPORTS_IN_FLIGHT_BY_LANE = Gauge(
+    "exports_in_flight_by_lane",
+    "Exports this worker process is running now, per fairness lane.",
+    ["lane"],
 )
 EXPORTS_FINISHED = Counter(
     "exports_finished_total",
@@ -112,8 +130,9 @@ EXPORT_DURATION = Histogram(
 )
 EXPORT_QUEUE_WAIT = Histogram(
     "exports_queue_wait_seconds",
-    "Time from an export's creation to a worker claiming it for its first attempt, by format.",
-    ["format"],
+    "Time from an export's creation to a worker claiming it for its first attempt, by format "
+    "and fairness lane.",
+    ["format", "lane"],
     buckets=_WAIT_BUCKETS,
 )
 EXPORT_ROWS = Counter(
@@ -253,9 +272,16 @@ def record_rate_limit_error() -> None:
     RATE_LIMIT_ERRORS.inc()
 
 
-def record_claimed(fmt: str, queued_seconds: float) -> None:
+def record_lane(lane: object) -> None:
+    """An export was created in ``lane``."""
+    EXPORTS_BY_LANE.labels(_one_of(lane, LANE_NAMES)).inc()
+
+
+def record_claimed(fmt: str, queued_seconds: float, lane: object = "large") -> None:
     """A worker claimed an export for its first attempt ``queued_seconds`` after its creation."""
-    EXPORT_QUEUE_WAIT.labels(_one_of(fmt, FORMATS)).observe(max(0.0, queued_seconds))
+    EXPORT_QUEUE_WAIT.labels(_one_of(fmt, FORMATS), _one_of(lane, LANE_NAMES)).observe(
+        max(0.0, queued_seconds)
+    )
 
 
 def record_finished(

@@ -33,7 +33,7 @@ ROW_COLUMNS = (
     "id, user_id, format, export_type, library_ids, library_names, fields, book_fields, status,"
     " rows_total, rows_written, row_count, file_size_bytes, sha256, file_name, object_key, error,"
     " attempt, worker_id, heartbeat_at, request_id, created_at, started_at, completed_at,"
-    " expires_at, published_at, compression, schedule_id"
+    " expires_at, published_at, compression, schedule_id, lane"
 )
 
 
@@ -69,6 +69,7 @@ class ExportRow:
     published_at: datetime | None
     compression: Compression = Compression.NONE
     schedule_id: UUID | None = None  # the schedule this export is a run of (SPEC §12)
+    lane: str = "large"  # shared.lanes.Lane; chosen at create, never changed
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> ExportRow:
@@ -137,6 +138,7 @@ class NewExport:
     request_id: str | None = None
     compression: Compression = Compression.NONE
     schedule_id: UUID | None = None
+    lane: str = "large"
 
 
 async def insert_export(
@@ -176,8 +178,8 @@ async def insert_export(
         record = await conn.fetchrow(
             "INSERT INTO exports.exports (id, user_id, format, export_type, library_ids,"
             " library_names, fields, book_fields, file_name, object_key, created_at, expires_at,"
-            " request_id, compression, schedule_id)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            " request_id, compression, schedule_id, lane)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             f" RETURNING {ROW_COLUMNS}",
             new.id,
             new.user_id,
@@ -194,6 +196,7 @@ async def insert_export(
             new.request_id,
             new.compression,
             new.schedule_id,
+            new.lane,
         )
         if idempotency_key is not None:
             await conn.execute(

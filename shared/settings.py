@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     min_schedule_seconds: int = Field(default=3600, ge=1)
     schedule_spread_seconds: int = Field(default=60, ge=0, le=3600)
     schedule_retry_seconds: float = Field(default=30.0, gt=0)
+    # Fairness lanes (shared/lanes.py): an export of fewer rows than this, counted at create,
+    # runs in the small lane; 0 sends every export to the large lane (no reserved lane).
+    small_export_rows: int = Field(default=1000, ge=0)
+    # The small lane's own slots in each worker, beside its worker_concurrency large ones.
+    worker_small_slots: int = Field(default=4, gt=0)
 
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=2.0, gt=0)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 STREAM = "EXPORTS"
+# The large lane keeps the original subject (and its durable "workers"), so messages in flight
+# and any publisher that does not know the lanes keep working; lanes: shared/lanes.py.
 REQUESTED = "export.requested"
+REQUESTED_SMALL = "export.requested.small"
 COMPLETED = "export.completed"
 FAILED = "export.failed"
 CANCELLED = "export.cancelled"
@@ -27,6 +30,7 @@ CANCEL_PREFIX = "export.cancel"
 # Explicit subject list, never "export.>" (see the note on core subjects above).
 STREAM_SUBJECTS: tuple[str, ...] = (
     REQUESTED,
+    REQUESTED_SMALL,
     COMPLETED,
     FAILED,
     CANCELLED,
@@ -36,6 +40,7 @@ STREAM_SUBJECTS: tuple[str, ...] = (
 )
 DUPLICATE_WINDOW_SECONDS = 120.0
 WORKERS_DURABLE = "workers"
+SMALL_WORKERS_DURABLE = "workers-small"
 JANITOR_DURABLE = "janitor"
 
 REQUEST_ID_HEADER = "X-Request-Id"

@@ -28,9 +28,10 @@ from services.api.errors import (
     shown,
 )
 from shared import fields as catalog
-from shared import metrics, retention
+from shared import lanes, metrics, retention
 from shared import repository as exports_repo
 from shared.bus import publish_fact
+from shared.catalog_query import Scope
 from shared.dto import ExportCreate
 from shared.events import ExportCancelled
 from shared.formats import (
@@ -182,9 +183,16 @@ async def create_export(
         metrics.record_created(body.export_type or "series", body.format, result)
         raise
     metrics.record_created(row.export_type, row.format, "accepted" if created else "replayed")
+    if created:
+        metrics.record_lane(row.lane)
     log.info(
         "export created" if created else "export replayed (Idempotency-Key)",
-        extra={"export_id": row.id, "user_id": user_id, "request_id": row.request_id},
+        extra={
+            "export_id": row.id,
+            "user_id": user_id,
+            "request_id": row.request_id,
+            "lane": row.lane,
+        },
     )
     if created:
         await publish_requested(pool, broker, row)
@@ -209,6 +217,10 @@ async def _insert(
             f"Idempotency-Key must be between 1 and {MAX_IDEMPOTENCY_KEY} printable characters"
         )
     valid = await validate(pool, user_id, body)
+    # Its fairness lane, from its row count (bounded): shared/lanes.py.
+    lane, _rows = await lanes.classify(
+        pool, settings, Scope(user_id=user_id, library_ids=valid.library_ids), valid.export_type
+    )
     export_id = uuid.uuid4()
     created_at = datetime.now(UTC)
     file_name = export_file_name(
@@ -230,6 +242,7 @@ async def _insert(
         request_id=request_id,
         compression=valid.compression,
         schedule_id=schedule_id,
+        lane=lane.value,
     )
     async with pool.acquire() as conn:
         try:

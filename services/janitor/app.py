@@ -22,6 +22,7 @@ from shared.streams import exports_stream
 from shared.subjects import (
     JANITOR_DURABLE,
     SCHEDULE_RAN,
+    SMALL_WORKERS_DURABLE,
     STREAM,
     TIMER_FIRED_ALL,
     TIMER_SWEEP_FIRED,
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
             state["ctx"].pool,
             broker.connection.jetstream(),
             stream=STREAM,
-            consumers=(WORKERS_DURABLE, JANITOR_DURABLE),
+            consumers=(WORKERS_DURABLE, SMALL_WORKERS_DURABLE, JANITOR_DURABLE),
             storage_cap_bytes=settings.storage_cap_bytes,
         )
         tasks.append(asyncio.create_task(refresh))

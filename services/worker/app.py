@@ -20,9 +20,10 @@ from services.worker.handlers import Runner
 from services.worker.service import WorkerContext
 from shared import health, metrics
 from shared.bus import make_broker
+from shared.lanes import LANE_INFO, LANES, Lane
 from shared.settings import Settings
 from shared.streams import exports_stream
-from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
+from shared.subjects import CANCEL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +35,29 @@ def create_app(settings: Settings | None = None) -> FastStream:
     state: dict[str, Runner] = {}
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
 
-    @broker.subscriber(
-        REQUESTED,
-        stream=exports_stream(),
-        durable=WORKERS_DURABLE,
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        # Attempts are counted on the row (claims), so the consumer itself never gives up:
-        # that keeps a crash-looping export visible to the handler, which fails it.
-        config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=-1),
-        ack_policy=AckPolicy.MANUAL,
-        max_workers=settings.worker_concurrency,
-        title="export.requested",
-        description="Run one export end to end",
-    )
-    async def on_requested(msg: NatsMessage) -> None:
-        await state["runner"].handle(msg.body, msg)
+    def lane_subscriber(lane: Lane) -> None:
+        """One durable pull consumer per fairness lane, with the lane's own slots
+        (``max_workers``): large exports can never take the small lane's (shared/lanes.py)."""
+        info = LANE_INFO[lane]
+
+        @broker.subscriber(
+            info.subject,
+            stream=exports_stream(),
+            durable=info.durable,
+            pull_sub=PullSub(batch_size=1, timeout=1.0),
+            # Attempts are counted on the row (claims), so the consumer itself never gives up:
+            # that keeps a crash-looping export visible to the handler, which fails it.
+            config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=-1),
+            ack_policy=AckPolicy.MANUAL,
+            max_workers=info.slots(settings),
+            title=info.subject,
+            description=info.description,
+        )
+        async def on_requested(msg: NatsMessage) -> None:
+            await state["runner"].handle(msg.body, msg, lane)
+
+    for lane in LANES:
+        lane_subscriber(lane)
 
     @broker.subscriber(
         f"{CANCEL_PREFIX}.*", title="export.cancel.*", description="Stop a running export"
@@ -65,9 +74,10 @@ def create_app(settings: Settings | None = None) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
-        pool_size = settings.worker_concurrency * 2 + 2
+        slots = sum(LANE_INFO[lane].slots(settings) for lane in LANES)
+        pool_size = slots * 2 + 2
         # The catalog reads take two connections per export (its snapshot and the count).
-        catalog_size = settings.worker_concurrency * 2
+        catalog_size = slots * 2
         async with health.consumer_clients(
             settings, broker, pool_size=pool_size, catalog_pool_size=catalog_size
         ) as (pool, store, catalog):
@@ -78,7 +88,14 @@ def create_app(settings: Settings | None = None) -> FastStream:
             if abandoned:
                 log.info("removed %d scratch directories of exports that died", abandoned)
             metrics.WORKER_CONCURRENCY.set(settings.worker_concurrency)
-            log.info("worker %s ready (concurrency %d)", worker_id, settings.worker_concurrency)
+            for lane in LANES:
+                metrics.WORKER_SLOTS.labels(lane.value).set(LANE_INFO[lane].slots(settings))
+            log.info(
+                "worker %s ready (concurrency %d, small lane slots %d)",
+                worker_id,
+                settings.worker_concurrency,
+                settings.worker_small_slots,
+            )
             yield
 
     async def on_shutdown() -> None:

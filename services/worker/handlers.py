@@ -23,6 +23,7 @@ from services.worker.errors import (
 from shared import metrics
 from shared import repository as exports_repo
 from shared.events import ExportRequested
+from shared.lanes import DEFAULT_LANE, Lane
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class Runner:
         for progress in self.running.values():
             progress.halt(ExportInterrupted)
 
-    async def handle(self, body: bytes, msg: NatsMessage) -> None:
+    async def handle(self, body: bytes, msg: NatsMessage, lane: Lane = DEFAULT_LANE) -> None:
+        """Run the export of one ``export.requested`` that arrived in ``lane``'s consumer."""
         try:
             event = ExportRequested.model_validate_json(body)
         except ValidationError as err:
@@ -74,19 +76,20 @@ class Runner:
             "export_id": event.export_id,
             "user_id": event.user_id,
             "request_id": event.request_id,
+            "lane": lane.value,
         }
         if self.stopping:
             await msg.nack(delay=0)
             return
         try:
-            await self._handle(event, msg, extra)
+            await self._handle(event, msg, extra, lane)
         except Exception as err:
             # The database was unreachable before the export started: try again later.
             log.warning("could not start export: %s", err, extra=extra)
             await msg.nack(delay=self.backoff(1))
 
     async def _handle(
-        self, event: ExportRequested, msg: NatsMessage, extra: Mapping[str, object]
+        self, event: ExportRequested, msg: NatsMessage, extra: Mapping[str, object], lane: Lane
     ) -> None:
         settings = self.ctx.settings
         pool = self.ctx.pool
@@ -118,11 +121,12 @@ class Runner:
             return
         if claimed.attempt == 1:
             queued = (datetime.now(UTC) - claimed.created_at).total_seconds()
-            metrics.record_claimed(claimed.format, queued)
+            metrics.record_claimed(claimed.format, queued, lane)
         log.info("export started (attempt %d)", claimed.attempt, extra=extra)
         progress = service.Progress()
         self.running[claimed.id] = progress
         metrics.EXPORTS_IN_FLIGHT.inc()
+        metrics.EXPORTS_IN_FLIGHT_BY_LANE.labels(lane.value).inc()
         started = time.monotonic()
         outcome: str | None = None  # the end status this attempt reached, if any
         size_bytes = 0
@@ -171,6 +175,7 @@ class Runner:
         finally:
             self.running.pop(claimed.id, None)
             metrics.EXPORTS_IN_FLIGHT.dec()
+            metrics.EXPORTS_IN_FLIGHT_BY_LANE.labels(lane.value).dec()
             if outcome is not None:
                 metrics.record_finished(
                     claimed.export_type,

@@ -64,7 +64,8 @@ def asyncapi_document() -> dict[str, Any]:
         version="1",
         description=(
             "NATS subjects served by the codex-exports api (export.submit), worker "
-            "(export.requested, export.cancel.*) and janitor (export.timer.fired.>, among them "
+            "(export.requested and export.requested.small: the large and small fairness "
+            "lanes; export.cancel.*) and janitor (export.timer.fired.>, among them "
             "the schedules' timers; it publishes export.schedule.ran)."
         ),
     ).to_specification()

@@ -32,5 +32,11 @@ def test_documents_describe_the_http_api_and_the_bus(generated: dict[Path, str])
     assert "/readyz" in openapi["paths"]
     asyncapi = json.loads(generated[ASYNCAPI])
     assert asyncapi["asyncapi"].startswith("3.")
-    subjects = {"export.submit", "export.requested", "export.cancel.*", "export.timer.fired.>"}
+    subjects = {
+        "export.submit",
+        "export.requested",
+        "export.requested.small",
+        "export.cancel.*",
+        "export.timer.fired.>",
+    }
     assert subjects <= set(asyncapi["channels"])

@@ -78,6 +78,23 @@ def test_unknown_label_values_fold_into_other() -> None:
     assert _sample("exports_deletions_total", {"reason": "other"}) >= 2
 
 
+def test_queue_wait_and_exports_are_counted_per_lane() -> None:
+    small = {"format": "csv", "lane": "small"}
+    before = _sample("exports_queue_wait_seconds_count", small)
+    before_other = _sample("exports_queue_wait_seconds_count", {"format": "csv", "lane": "other"})
+    metrics.record_claimed("csv", 0.3, "small")
+    metrics.record_claimed("csv", 0.3, "no-such-lane")
+    assert _sample("exports_queue_wait_seconds_count", small) == before + 1
+    assert (
+        _sample("exports_queue_wait_seconds_count", {"format": "csv", "lane": "other"})
+        == before_other + 1
+    )
+    lane_before = _sample("exports_lane_total", {"lane": "large"})
+    metrics.record_lane("large")
+    assert _sample("exports_lane_total", {"lane": "large"}) == lane_before + 1
+    assert "workers-small" in metrics.CONSUMERS and "workers" in metrics.CONSUMERS
+
+
 def test_subject_template_folds_export_ids() -> None:
     export_id = uuid.uuid4()
     assert metrics.subject_template(f"export.cancel.{export_id}") == "export.cancel.*"

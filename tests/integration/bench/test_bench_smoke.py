@@ -19,7 +19,7 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
-SHORT = ["--api-seconds", "3", "--scale-exports", "20"]
+SHORT = ["--api-seconds", "3", "--scale-exports", "20", "--no-fairness-baseline"]
 
 
 def test_quick_bench_reports_every_figure() -> None:
@@ -76,5 +76,10 @@ def test_quick_bench_reports_every_figure() -> None:
     scale = results["scale_out"]
     for workers in ("workers_1", "workers_2", "workers_3"):
         assert scale[workers]["completed"] == 20 and scale[workers]["failed"] == 0, workers
+
+    fair = results["fairness"]["lanes"]
+    assert fair["large_lanes"] == ["large"] and fair["small_lanes"] == ["small"]
+    assert fair["small_submitted"] > 0 and fair["small_not_completed"] == 0
+    assert fair["wait_seconds"]["p95"] >= 0 and fair["finish_seconds"]["p95"] > 0
 
     assert "codex-exports benchmark (quick" in done.stdout
