@@ -56,9 +56,12 @@ def test_core_kinds_pass_the_kubernetes_schemas(objects: list[dict[str, Any]]) -
     assert {"Deployment", "Service", "ConfigMap", "Secret", "Job", "PodDisruptionBudget"} <= kinds
 
 
-def test_keda_scales_the_worker_deployment_on_the_workers_consumer_lag(
+def test_keda_scales_the_worker_deployment_on_every_lanes_consumer_lag(
     objects: list[dict[str, Any]], deployments: dict[str, dict[str, Any]]
 ) -> None:
+    from shared.lanes import LANE_INFO
+    from shared.subjects import STREAM
+
     (scaled,) = by_kind(objects, "ScaledObject").values()
     assert scaled["apiVersion"] == "keda.sh/v1alpha1"
     spec = scaled["spec"]
@@ -68,29 +71,29 @@ def test_keda_scales_the_worker_deployment_on_the_workers_consumer_lag(
     assert target["name"] in deployments
     assert spec["minReplicaCount"] == 1
     assert spec["maxReplicaCount"] >= spec["minReplicaCount"]
-    (trigger,) = spec["triggers"]
-    assert trigger["type"] == "nats-jetstream"
-    meta = trigger["metadata"]
-    assert meta["account"] == "$G"
-    assert meta["stream"] == "EXPORTS"
-    assert meta["consumer"] == "workers"
-    assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
-    # One pod per EXPORTS_WORKER_CONCURRENCY queued exports: the value the workers run with.
+    # One trigger per fairness lane: a backlog of small exports adds pods as a large one does.
+    triggers = {t["metadata"]["consumer"]: t for t in spec["triggers"]}
+    assert len(triggers) == len(spec["triggers"])
+    assert set(triggers) == {info.durable for info in LANE_INFO.values()}
     config = by_kind(objects, "ConfigMap")["codex-exports-config"]["data"]
-    concurrency = config.get("EXPORTS_WORKER_CONCURRENCY", str(Settings().worker_concurrency))
-    assert meta["lagThreshold"] == concurrency == str(Settings().worker_concurrency)
+    settings = Settings(
+        **{
+            k.removeprefix("EXPORTS_").lower(): v
+            for k, v in config.items()
+            if "SLOTS" in k or "CONCURRENCY" in k
+        }
+    )
+    for info in LANE_INFO.values():
+        trigger = triggers[info.durable]
+        assert trigger["type"] == "nats-jetstream"
+        meta = trigger["metadata"]
+        assert meta["account"] == "$G"
+        assert meta["stream"] == STREAM
+        assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
+        # One pod per <that lane's slots> queued exports: the value the workers run with.
+        assert meta["lagThreshold"] == str(info.slots(settings))
     # KEDA owns the replica count; a fixed one would fight it on every apply.
     assert "replicas" not in deployments["codex-exports-worker"]["spec"]
-
-
-def test_the_shared_stream_and_consumer_names_match_the_trigger(
-    objects: list[dict[str, Any]],
-) -> None:
-    from shared.subjects import STREAM, WORKERS_DURABLE
-
-    (scaled,) = by_kind(objects, "ScaledObject").values()
-    meta = scaled["spec"]["triggers"][0]["metadata"]
-    assert (meta["stream"], meta["consumer"]) == (STREAM, WORKERS_DURABLE)
 
 
 def test_replicas(deployments: dict[str, dict[str, Any]]) -> None:
@@ -282,11 +285,11 @@ def test_the_services_and_keda_reach_the_nats_release(objects: list[dict[str, An
         f"nats://{release}.{namespace}.svc.cluster.local:4222"
     )
     (scaled,) = by_kind(objects, "ScaledObject").values()
-    endpoint = scaled["spec"]["triggers"][0]["metadata"]["natsServerMonitoringEndpoint"]
+    endpoints = {t["metadata"]["natsServerMonitoringEndpoint"] for t in scaled["spec"]["triggers"]}
     # KEDA asks <server name>.<endpoint> for the consumer's leader: the headless Service.
     (values,) = yaml_documents(HELM / "nats-values.yaml")
     port = values["config"]["monitor"]["port"]
-    assert endpoint == f"{release}-headless.{namespace}.svc.cluster.local:{port}"
+    assert endpoints == {f"{release}-headless.{namespace}.svc.cluster.local:{port}"}
 
 
 def test_minio_values_run_it_distributed_with_the_services_bucket(
