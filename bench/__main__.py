@@ -402,7 +402,7 @@ def _table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{kind:<18}{f['rows_per_second_median']:>10,}{f['mb_per_second_median']:>8}"
                 f"{f['seconds_median']:>9}{(f'{ratio:.2f}' if ratio is not None else ''):>8}"
-                f"{(f'{target:.1f}' if target else ''):>8}  {verdict}"
+                f"{(f'{target:g}' if target else ''):>8}  {verdict}"
             )
         lines.append(
             f"ratios, paired per repetition: {ex['ratios_paired_median']}; against limit_coalesced: {ex['ratios_vs_limit_coalesced']}"

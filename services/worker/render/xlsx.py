@@ -35,8 +35,8 @@ file depends on when it was written. The same rows give the same file.
 Memory and disk: constant memory mode writes each row to the sheet's XML in a scratch directory
 as soon as the next row starts, so memory stays flat; the zip is assembled into a file in the
 same directory by ``Workbook.close()``, which runs in a thread (it deflates the whole sheet XML,
-at :data:`ZIP_LEVEL`: seconds for a large export), and is then streamed to the upload. The directory is removed
-afterwards, whatever happened (``discard``).
+at :data:`ZIP_LEVEL`: seconds for a large export), and is then streamed to the upload. The
+directory is removed afterwards, whatever happened (``discard``).
 """
 
 from __future__ import annotations
