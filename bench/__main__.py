@@ -90,12 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--api-seconds", type=float, default=None, help="duration of the api load")
     parser.add_argument("--keep", action="store_true", help="keep the servers' data and logs")
+    parser.add_argument(
+        "--formats",
+        default=",".join(TARGETS),
+        help="comma-separated exports to measure against the limit and for memory (default all: "
+        + ",".join(TARGETS)
+        + ")",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the servers and services are stopped.
     signal.signal(signal.SIGTERM, _terminate)
     skip = {s for s in args.skip.split(",") if s}
     if args.only:
         skip |= set(PARTS) - {s for s in args.only.split(",") if s}
+    chosen = {f for f in args.formats.split(",") if f}
+    if unknown := chosen - set(TARGETS):
+        parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
+    export_kinds = tuple(k for k in EXPORT_KINDS if k in chosen)
+    gzip_sizes = tuple(f for f in GZIP_SIZES if f in chosen)
+    memory_formats = tuple(f for f in MEMORY_FORMATS if f in chosen)
     quick = args.quick
     scale_count = args.scale_exports or (200 if quick else 1000)
     api_seconds = args.api_seconds or (10.0 if quick else 30.0)
@@ -107,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory_gib": _memory_gib(),
             "python": platform.python_version(),
         },
+        # The machine is shared: the 1-minute load average as each part starts and ends.
+        "loadavg": {"start": _loadavg()},
     }
 
     print("starting PostgreSQL, NATS and SeaweedFS ...", flush=True)
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[exports.Run] = []
         if "exports" not in skip:
             for rep in range(args.reps):
-                for kind in ("limit", "limit_coalesced", *EXPORT_KINDS):
+                for kind in ("limit", "limit_coalesced", *export_kinds):
                     if kind.startswith("limit"):
                         run = asyncio.run(
                             exports.measure_limit(stack, url, main, kind == "limit_coalesced")
@@ -152,15 +167,17 @@ def main(argv: list[str] | None = None) -> int:
                         run, _ = exports.measure_export(services, main, kind)
                     runs.append(run)
                     print(
-                        f"  rep {rep + 1} {kind:16s} {run.rows:>9,} rows {run.seconds:7.2f} s {run.rows_per_second:>9,.0f} rows/s",
+                        f"  rep {rep + 1} {kind:16s} {run.rows:>9,} rows {run.seconds:7.2f} s {run.rows_per_second:>9,.0f} rows/s  load {_loadavg()}",
                         flush=True,
                     )
             results["exports"] = _export_figures(runs, main_books)
-            for fmt in GZIP_SIZES:
+            results["loadavg"]["exports_end"] = _loadavg()
+            for fmt in gzip_sizes:
                 run, _ = exports.measure_export(services, main, f"{fmt}+gzip")
                 runs.append(run)
                 print(
-                    f"  gzip size {fmt:8s} {run.bytes:>13,} bytes {run.seconds:7.2f} s", flush=True
+                    f"  gzip size {fmt:8s} {run.bytes:>13,} bytes {run.seconds:7.2f} s  load {_loadavg()}",
+                    flush=True,
                 )
             results["sizes"] = _sizes_figures(runs, main_books)
 
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             memory_runs: list[exports.Run] = []
             stop_workers()
             for rep in range(args.reps):
-                for fmt in MEMORY_FORMATS:
+                for fmt in memory_formats:
                     for books in (smallest, main_books):
                         target = system_for(books)
                         target.start("worker", "memory-worker")
@@ -211,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
                         target.stop("memory-worker")
                         memory_runs.append(run)
                         print(
-                            f"  memory rep {rep + 1} {books:>9,} {fmt:8s} fresh worker peak {run.peak_rss_mib:.0f} MiB",
+                            f"  memory rep {rep + 1} {books:>9,} {fmt:8s} fresh worker peak {run.peak_rss_mib:.0f} MiB  load {_loadavg()}",
                             flush=True,
                         )
             results["memory"] = _memory(memory_runs, smallest, main_books)
+            results["loadavg"]["memory_end"] = _loadavg()
         for books, system in systems.items():
             if books != main_books:
                 system.stop_all()
@@ -284,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             services.stop_all()
         stack.stop()
     results["bench_seconds"] = round(time.monotonic() - started, 1)
+    results["loadavg"]["end"] = _loadavg()
     print()
     print(_table(results))
     print("BENCH_JSON " + json.dumps(results, sort_keys=True))
@@ -300,13 +319,17 @@ def _export_figures(runs: list[exports.Run], books: int) -> dict[str, Any]:
         kind: exports.summarize(runs, kind, books)
         for kind in ("limit", "limit_coalesced", *EXPORT_KINDS)
     }
+    measured = [fmt for fmt in TARGETS if figures[fmt]]  # --formats may leave some out
+    for fmt in TARGETS:
+        if not figures[fmt]:
+            del figures[fmt]
     limit = figures["limit"]["rows_per_second_median"]
     strict = figures["limit_coalesced"]["rows_per_second_median"]
     figures["ratios"] = {
-        fmt: round(figures[fmt]["rows_per_second_median"] / limit, 3) for fmt in TARGETS
+        fmt: round(figures[fmt]["rows_per_second_median"] / limit, 3) for fmt in measured
     }
     figures["ratios_vs_limit_coalesced"] = {
-        fmt: round(figures[fmt]["rows_per_second_median"] / strict, 3) for fmt in TARGETS
+        fmt: round(figures[fmt]["rows_per_second_median"] / strict, 3) for fmt in measured
     }
     # Paired: each repetition's product against the limit measured just before it.
     paired: dict[str, list[float]] = {fmt: [] for fmt in TARGETS}
@@ -382,6 +405,11 @@ def _memory(runs: list[exports.Run], small: int, large: int) -> dict[str, Any]:
     return out
 
 
+def _loadavg() -> float:
+    """The 1-minute load average (the machine's other work shows in every figure)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -406,6 +434,8 @@ def _table(results: dict[str, Any]) -> str:
             f"{'path':<18}{'rows/s':>10}{'MB/s':>8}{'seconds':>9}{'ratio':>8}{'target':>8}"
         )
         for kind in ("limit", "limit_coalesced", *EXPORT_KINDS):
+            if kind not in ex:
+                continue  # left out by --formats
             f = ex[kind]
             ratio = ex["ratios"].get(kind)
             target = TARGETS.get(kind)
@@ -413,7 +443,7 @@ def _table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{kind:<18}{f['rows_per_second_median']:>10,}{f['mb_per_second_median']:>8}"
                 f"{f['seconds_median']:>9}{(f'{ratio:.2f}' if ratio is not None else ''):>8}"
-                f"{(f'{target:.1f}' if target else ''):>8}  {verdict}"
+                f"{(f'{target:g}' if target else ''):>8}  {verdict}"
             )
         lines.append(
             f"ratios, paired per repetition: {ex['ratios_paired_median']}; against limit_coalesced: {ex['ratios_vs_limit_coalesced']}"
@@ -504,7 +534,7 @@ def _table(results: dict[str, Any]) -> str:
                 f" {wait.get('p50')} p95 {wait.get('p95')} s, finish p50 {finish.get('p50')}"
                 f" p95 {finish.get('p95')} s" + (target if name == "lanes" else "")
             )
-    lines.append(f"\nbench took {results['bench_seconds']} s")
+    lines.append(f"\nbench took {results['bench_seconds']} s; load average {results['loadavg']}")
     return "\n".join(lines)
 
 

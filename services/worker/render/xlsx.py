@@ -34,9 +34,9 @@ file depends on when it was written. The same rows give the same file.
 
 Memory and disk: constant memory mode writes each row to the sheet's XML in a scratch directory
 as soon as the next row starts, so memory stays flat; the zip is assembled into a file in the
-same directory by ``Workbook.close()``, which runs in a thread (it deflates the whole sheet XML:
-seconds for a large export), and is then streamed to the upload. The directory is removed
-afterwards, whatever happened (``discard``).
+same directory by ``Workbook.close()``, which runs in a thread (it deflates the whole sheet XML,
+at :data:`ZIP_LEVEL`: seconds for a large export), and is then streamed to the upload. The
+directory is removed afterwards, whatever happened (``discard``).
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, assert_never
 
 import xlsxwriter
+import xlsxwriter.workbook
 from xlsxwriter.utility import xl_col_to_name
 
 from services.worker import catalog
@@ -79,6 +81,12 @@ MIN_WIDTH, MAX_WIDTH = 8, 60
 TIME_WIDTH = 20  # "2024-01-15 06:00:00" and the filter button
 SPOOL_CHUNK = 1024 * 1024
 SCRATCH_PREFIX = "codex-export-xlsx-"
+# The zip's deflate level. zlib's default (6), which XlsxWriter uses, spent about a third of an
+# export's time; level 2 deflates the same sheet XML three times faster for a file a fifth
+# larger (measured on 100,000 books, every field: 124 MB of sheet XML, CPU seconds 1.21 / 0.41,
+# 14.8 / 17.8 MB; level 1 is as fast and 27% larger, level 3 0.55 s and 12% larger). Every
+# level is plain deflate: Excel, LibreOffice and openpyxl read any.
+ZIP_LEVEL = 2
 _LIST_TEXT = text_renderers("; ", "true", "false")[list]
 
 Cell = Callable[[str, Any], tuple[str, int]]
@@ -89,7 +97,21 @@ Cell = Callable[[str, Any], tuple[str, int]]
 _NEEDS_ESCAPES = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9a-fA-F]{4}_")
 _EXCEL_LITERAL = re.compile(r"(_x[0-9a-fA-F]{4}_)")
 _CONTROL = re.compile(r"([\x00-\x08\x0b-\x1f\ufffe\uffff])")
-_EXCEL_EPOCH = datetime(1899, 12, 30)  # serial 0, with Excel's phantom 1900-02-29 counted
+# Serial 0, with Excel's phantom 1900-02-29 counted.
+_EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
+
+
+class _ZipFile(zipfile.ZipFile):
+    """XlsxWriter's zip at :data:`ZIP_LEVEL`: it opens ``ZipFile(...)`` by the name in its
+    ``workbook`` module and takes no level, so that name is this class in the worker process
+    (set below, at import; every workbook the worker writes is an export)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("compresslevel", ZIP_LEVEL)
+        super().__init__(*args, **kwargs)
+
+
+xlsxwriter.workbook.ZipFile = _ZipFile
 
 
 def _escaped(text: str) -> str:
@@ -166,7 +188,9 @@ class XlsxEncoder:
         self._time = ""
         self._kind: SectionKind = "series"
         self._columns: list[Field] = []
-        self._cells: list[tuple[str, str, Cell]] = []
+        # Per column: its index, key, the cell's opening up to its row number (``<c r="B``), its
+        # letters and its writer.
+        self._cells: list[tuple[int, str, str, str, Cell]] = []
         self._sheet: Any = None
         self._out: Any = None  # the sheet's row file
         self._part = 0  # the section's sheets so far (more than one past Excel's row limit)
@@ -197,7 +221,7 @@ class XlsxEncoder:
             value = value.replace(tzinfo=UTC)
         if not FIRST_DATE <= value <= LAST_DATE:
             return _text(ref, rfc3339(value))
-        delta = value.astimezone(UTC).replace(tzinfo=None) - _EXCEL_EPOCH
+        delta = value - _EXCEL_EPOCH  # an aware difference: the offset is counted
         serial = delta.days + (delta.seconds + delta.microseconds / 1e6) / 86400
         return f'<c r="{ref}"{self._time}><v>{serial!r}</v></c>', TIME_WIDTH
 
@@ -228,9 +252,10 @@ class XlsxEncoder:
         self._kind = kind
         self._columns = columns
         kinds = catalog.field_kinds(kind)
-        self._cells = [
-            (c.key, xl_col_to_name(col), self._cell(kinds[c.key])) for col, c in enumerate(columns)
-        ]
+        self._cells = []
+        for col, c in enumerate(columns):
+            letters = xl_col_to_name(col)
+            self._cells.append((col, c.key, f'<c r="{letters}', letters, self._cell(kinds[c.key])))
         self._part = 0
         self._open_sheet()
         return b""
@@ -243,7 +268,7 @@ class XlsxEncoder:
         self._out = self._sheet.row_data_fh
         header = "".join(
             _string_cell(f"{letters}1", c.label, self._bold)
-            for (_, letters, _), c in zip(self._cells, self._columns, strict=True)
+            for (_, _, _, letters, _), c in zip(self._cells, self._columns, strict=True)
         )
         self._out.write(f'<row r="1">{header}</row>')
         self._sheet.freeze_panes(1, 0)
@@ -267,28 +292,40 @@ class XlsxEncoder:
         number = str(self._row + 1)
         widths = self._widths
         get = row.get
-        needs_escapes = _NEEDS_ESCAPES.search
         cells = [f'<row r="{number}">']
-        for col, (key, letters, cell) in enumerate(self._cells):
+        append = cells.append
+        for col, key, opening, letters, cell in self._cells:
             value = get(key)
             if value is None:
                 continue
+            kind = type(value)
             if (  # most cells: plain one-piece text, inlined for speed (as _text writes it)
                 cell is _text
-                and type(value) is str
+                and kind is str
                 and len(value) <= MAX_CELL_CHARS
-                and needs_escapes(value) is None
-                and not value[:1].isspace()
-                and not value[-1:].isspace()
+                # nothing to escape (every character _escaped changes is unprintable, or one
+                # of &<> or the "_x" of a literal) and no blank to keep at either end (the only
+                # printable blank is the space)
+                and value.isprintable()
+                and "&" not in value
+                and "<" not in value
+                and ">" not in value
+                and "_x" not in value
+                and value[:1] != " "
+                and value[-1:] != " "
             ):
-                cells.append(f'<c r="{letters}{number}" t="inlineStr"><is><t>{value}</t></is></c>')
+                append(f'{opening}{number}" t="inlineStr"><is><t>{value}</t></is></c>')
                 width = len(value)
+            elif cell is _number and (kind is int or kind is float):  # inlined as well
+                text = repr(value)
+                append(f'{opening}{number}"><v>{text}</v></c>')
+                width = len(text)
             else:
                 xml, width = cell(letters + number, value)
-                cells.append(xml)
+                append(xml)
             if width > widths[col]:
                 widths[col] = width
-        cells.append("</row>")
+        append("</row>")
         self._out.write("".join(cells))
         self._row += 1
         return b""
