@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.store = store
         await broker.start()
-        await ensure_stream(broker.connection)
+        await ensure_stream(broker.connection, settings.stream_replicas)
         relay = asyncio.create_task(_relay(pool, broker))
         try:
             yield

@@ -21,7 +21,7 @@ from services.worker.service import WorkerContext
 from shared import health, metrics
 from shared.bus import make_broker
 from shared.settings import Settings
-from shared.streams import exports_stream
+from shared.streams import ensure_consumer_replicas, ensure_stream, exports_stream
 from shared.subjects import CANCEL_PREFIX, REQUESTED, WORKERS_DURABLE
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,16 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     @broker.subscriber(
         REQUESTED,
-        stream=exports_stream(),
+        stream=exports_stream(settings.stream_replicas),
         durable=WORKERS_DURABLE,
         pull_sub=PullSub(batch_size=1, timeout=1.0),
         # Attempts are counted on the row (claims), so the consumer itself never gives up:
         # that keeps a crash-looping export visible to the handler, which fails it.
-        config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=-1),
+        config=ConsumerConfig(
+            ack_wait=settings.ack_wait_seconds,
+            max_deliver=-1,
+            num_replicas=settings.stream_replicas,
+        ),
         ack_policy=AckPolicy.MANUAL,
         max_workers=settings.worker_concurrency,
         title="export.requested",
@@ -66,6 +70,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
         pool_size = settings.worker_concurrency * 2 + 2
+        # The stream and this service's consumer, as configured, before any subscriber starts.
+        connection = await broker.connect()
+        await ensure_stream(connection, settings.stream_replicas)
+        await ensure_consumer_replicas(
+            connection.jetstream(), WORKERS_DURABLE, settings.stream_replicas
+        )
         async with health.consumer_clients(settings, broker, pool_size=pool_size) as (pool, store):
             state["runner"] = Runner(WorkerContext(settings, pool, store, broker, worker_id))
             abandoned = await asyncio.to_thread(render.remove_abandoned_files)
