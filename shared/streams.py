@@ -10,6 +10,7 @@ names the setting, instead of running on a stream that is not what its operator 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from faststream.nats import JStream
@@ -23,6 +24,7 @@ from shared.subjects import DUPLICATE_WINDOW_SECONDS, STREAM, STREAM_SUBJECTS
 log = logging.getLogger(__name__)
 
 REPLICAS_SETTING = "EXPORTS_STREAM_REPLICAS"
+SCALE_TIMEOUT_SECONDS = 30.0
 
 
 class StreamSetupError(RuntimeError):
@@ -92,6 +94,7 @@ async def ensure_stream(nc: NatsClient, replicas: int = 1) -> StreamInfo:
     except APIError as err:
         raise _why(err, replicas, "update") from err
     if before.config.num_replicas != replicas:
+        info = await _scaled(js, replicas)
         log.info(
             "%s stream scaled from %s to %d replicas",
             STREAM,
@@ -99,6 +102,23 @@ async def ensure_stream(nc: NatsClient, replicas: int = 1) -> StreamInfo:
             replicas,
         )
     return info
+
+
+async def _scaled(js: JetStreamContext, replicas: int) -> StreamInfo:
+    """Until the stream's group has ``replicas`` peers: JetStream scales after it answers, and a
+    consumer cannot be given more replicas than its stream has yet."""
+    deadline = asyncio.get_running_loop().time() + SCALE_TIMEOUT_SECONDS
+    while True:
+        info = await js.stream_info(STREAM)
+        peers = 1 + len(info.cluster.replicas or []) if info.cluster else 1
+        if peers == replicas:
+            return info
+        if asyncio.get_running_loop().time() > deadline:
+            raise StreamSetupError(
+                f"the {STREAM} stream was asked for {replicas} replicas ({REPLICAS_SETTING})"
+                f" but has {peers} after {SCALE_TIMEOUT_SECONDS:.0f} s"
+            )
+        await asyncio.sleep(0.2)
 
 
 async def ensure_consumer_replicas(js: JetStreamContext, durable: str, replicas: int) -> bool:

@@ -15,6 +15,7 @@ key (``api-1``, ``worker-2``, ``nats-3``, ``volume-1``…) and starts it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
@@ -83,7 +84,7 @@ def service_process(
 
 
 @dataclass
-class Cluster:
+class Cluster(servers.Server):
     """A running cluster; ``parts`` holds every killable process by key."""
 
     root: Path
@@ -138,8 +139,9 @@ class Cluster:
         os.kill(self.parts[key].pid, signal.SIGSTOP)
 
     def thaw(self, key: str) -> None:
-        """SIGCONT a frozen part."""
-        os.kill(self.parts[key].pid, signal.SIGCONT)
+        """SIGCONT a frozen part (nothing to do if it was killed meanwhile)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.parts[key].pid, signal.SIGCONT)
 
     def add_service(self, name: str, key: str, **env: str) -> servers.ManagedProcess:
         """Start one more service process (its own settings in ``env``); ready on return."""
@@ -147,9 +149,7 @@ class Cluster:
         if name == "api":
             api_port = servers.free_port()
             self.api_ports[key] = api_port
-        process = service_process(
-            name, key, {**self.env, **env}, self.log_dir, api_port=api_port
-        )
+        process = service_process(name, key, {**self.env, **env}, self.log_dir, api_port=api_port)
         self.services[key] = process
         process.start(_SERVICE_START_TIMEOUT)
         return process
@@ -163,13 +163,13 @@ class Cluster:
         path = self.log_dir / f"{key}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
         """Services first (they hand running exports back), then the servers."""
         for process in self.services.values():  # SIGTERM to all at once, then wait for each
             if process.running() and process.process is not None:
                 process.process.terminate()
         for process in self.services.values():
-            process.stop(timeout=30)
+            process.stop(timeout)
         for server in (self.s3, self.nats, self.pg):
             server.stop()
 
@@ -270,9 +270,7 @@ def _start_services(cluster: Cluster, shape: ClusterShape) -> None:
         if name == "api":
             api_port = servers.free_port()
             cluster.api_ports[key] = api_port
-        cluster.services[key] = service_process(
-            name, key, cluster.env, log_dir, api_port=api_port
-        )
+        cluster.services[key] = service_process(name, key, cluster.env, log_dir, api_port=api_port)
     # The first api creates the stream; the others start once it exists (no start-up race
     # between three replicas' creations on a cluster still electing its leaders).
     first = cluster.services[plan[0][1]]

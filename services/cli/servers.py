@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import importlib.metadata
 import importlib.util
@@ -1013,6 +1014,13 @@ class S3Cluster(Server):
             process.stop(timeout)
 
 
+def _wait_volumes_joined(cluster: S3Cluster, timeout: float) -> None:
+    """Until the master counts every volume server (the filer starts after that)."""
+    expected = len(cluster.volumes)
+    if not _wait_until(lambda: cluster.volume_nodes() >= expected, timeout, interval=0.2):
+        raise _failure("the weed volume servers did not join the master", cluster.master.log_path)
+
+
 def _weed_master_ready(port: int) -> bool:
     status = _http_json(port, "/cluster/status")
     return bool(status and status.get("IsLeader"))
@@ -1030,10 +1038,11 @@ def start_s3_cluster(
     """Start a replicated SeaweedFS on 127.0.0.1 (RECIPES.md "Added 2026-12-01").
 
     A master with ``-defaultReplication=replication`` (``001``: every volume on two servers of
-    the rack), ``volumes`` volume servers, a filer and its S3 gateway (``weed s3``), which accepts only
-    ``access_key``/``secret_key``; the filer's plain HTTP API, WebDAV, IAM, Iceberg, Lance and
-    telemetry are off. With 3 volume servers, reads and writes go on when one is killed. Returns
-    once the master counts every volume server and ``list_buckets`` succeeds with the keys.
+    the rack), ``volumes`` volume servers, a filer and its S3 gateway (``weed s3``), which
+    accepts only ``access_key``/``secret_key``; the filer's plain HTTP API, WebDAV, IAM,
+    Iceberg, Lance and telemetry are off. With 3 volume servers, reads and writes go on when one
+    is killed. Returns once the master counts every volume server and ``list_buckets`` succeeds
+    with the keys.
     """
     data_dir = Path(data_dir).absolute()
     weed = str(weed_binary())
@@ -1045,13 +1054,14 @@ def start_s3_cluster(
 
     master_dir = data_dir / "master"
     master_dir.mkdir(parents=True, exist_ok=True)
+    master_argv = [
+        weed, f"-logdir={master_dir}", "master", *loopback,
+        f"-port={master_port}", f"-port.grpc={master_grpc}", f"-mdir={master_dir}",
+        f"-defaultReplication={replication}", "-volumeSizeLimitMB=64", "-telemetry=false",
+    ]  # fmt: skip
     master = ManagedProcess(
         name="weed master",
-        argv=[
-            weed, f"-logdir={master_dir}", "master", *loopback,
-            f"-port={master_port}", f"-port.grpc={master_grpc}", f"-mdir={master_dir}",
-            f"-defaultReplication={replication}", "-volumeSizeLimitMB=64", "-telemetry=false",
-        ],  # fmt: skip
+        argv=master_argv,
         log_path=master_dir / "weed.log",
         cwd=master_dir,
         ready=lambda: _weed_master_ready(master_port),
@@ -1061,19 +1071,19 @@ def start_s3_cluster(
         port, grpc = next(ports), next(ports)
         volume_dir = data_dir / f"volume{i + 1}"
         volume_dir.mkdir(parents=True, exist_ok=True)
+        # -preStopSeconds=0: a killed server is what the tests want; a stopped one need not linger.
+        volume_argv = [
+            weed, f"-logdir={volume_dir}", "volume", *loopback,
+            f"-port={port}", f"-port.grpc={grpc}", f"-dir={volume_dir}",
+            f"-mserver={master_address}", "-max=10", "-preStopSeconds=0",
+        ]  # fmt: skip
         volume_servers.append(
             ManagedProcess(
                 name=f"weed volume {i + 1}",
-                argv=[
-                    weed, f"-logdir={volume_dir}", "volume", *loopback,
-                    f"-port={port}", f"-port.grpc={grpc}", f"-dir={volume_dir}",
-                    f"-mserver={master_address}", "-max=10",
-                    # A killed server is what the tests want; a stopped one need not linger.
-                    "-preStopSeconds=0",
-                ],  # fmt: skip
+                argv=volume_argv,
                 log_path=volume_dir / "weed.log",
                 cwd=volume_dir,
-                ready=lambda port=port: _port_open(port),
+                ready=functools.partial(_port_open, port),
             )
         )
     filer_port, filer_grpc = next(ports), next(ports)
@@ -1084,29 +1094,31 @@ def start_s3_cluster(
     config = filer_dir / "s3.json"
     config.write_text(_s3_config(access_key, secret_key))
     config.chmod(0o600)
+    filer_argv = [
+        weed, f"-logdir={filer_dir}", "filer", *loopback,
+        f"-port={filer_port}", f"-port.grpc={filer_grpc}", f"-master={master_address}",
+        f"-defaultStoreDir={filer_dir}", f"-defaultReplicaPlacement={replication}",
+        f"-localSocket={filer_dir / 'filer.sock'}", "-disableHttp", "-webdav=false",
+        "-iam=false",
+    ]  # fmt: skip
     filer = ManagedProcess(
         name="weed filer",
-        argv=[
-            weed, f"-logdir={filer_dir}", "filer", *loopback,
-            f"-port={filer_port}", f"-port.grpc={filer_grpc}", f"-master={master_address}",
-            f"-defaultStoreDir={filer_dir}", f"-defaultReplicaPlacement={replication}",
-            f"-localSocket={filer_dir / 'filer.sock'}", "-disableHttp", "-webdav=false",
-            "-iam=false",
-        ],  # fmt: skip
+        argv=filer_argv,
         log_path=filer_dir / "weed.log",
         cwd=filer_dir,
         ready=lambda: _port_open(filer_port) and _port_open(filer_grpc),
     )
     # The gateway runs as its own process (``weed s3``): the filer's embedded one (``-s3``)
     # sometimes never started here when the filer came up next to fresh volume servers.
+    gateway_argv = [
+        weed, f"-logdir={filer_dir}", "s3", f"-ip.bind={LOOPBACK}",
+        f"-port={s3_port}", f"-port.grpc={s3_grpc}",
+        f"-filer={LOOPBACK}:{filer_port}.{filer_grpc}", f"-config={config}",
+        f"-localSocket={filer_dir / 's3.sock'}", "-port.iceberg=0", "-port.lance=0",
+    ]  # fmt: skip
     gateway = ManagedProcess(
         name="weed s3",
-        argv=[
-            weed, f"-logdir={filer_dir}", "s3", f"-ip.bind={LOOPBACK}",
-            f"-port={s3_port}", f"-port.grpc={s3_grpc}",
-            f"-filer={LOOPBACK}:{filer_port}.{filer_grpc}", f"-config={config}",
-            f"-localSocket={filer_dir / 's3.sock'}", "-port.iceberg=0", "-port.lance=0",
-        ],  # fmt: skip
+        argv=gateway_argv,
         log_path=filer_dir / "s3.log",
         cwd=filer_dir,
     )
@@ -1140,9 +1152,7 @@ def start_s3_cluster(
             volume.spawn()
         for volume in volume_servers:
             volume.wait_ready(timeout)
-        # The filer's S3 gateway comes up only once the master knows its volume servers.
-        if not _wait_until(lambda: cluster.volume_nodes() >= volumes, timeout, interval=0.2):
-            raise _failure("the weed volume servers did not join the master", master.log_path)
+        _wait_volumes_joined(cluster, timeout)
         filer.start(timeout)
         gateway.start(timeout)
     except BaseException:

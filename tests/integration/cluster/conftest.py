@@ -128,8 +128,9 @@ def status(client: httpx.Client, export_id: str) -> dict[str, Any]:
 
 def wait_done(client: httpx.Client, export_id: str, timeout: float = 240) -> dict[str, Any]:
     return wait_until(
-        lambda: (s := status(client, export_id))["status"] in ("completed", "failed", "cancelled")
-        and s,
+        lambda: (
+            (s := status(client, export_id))["status"] in ("completed", "failed", "cancelled") and s
+        ),
         timeout,
     )
 
