@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USERS = 20
 PER_USER = 15
+# Each user submits one export every PACE seconds, so the run outlasts a whole round of kills
+# (every part in VICTIMS killed at least once while exports are in flight).
+PACE = 8.0
 VICTIMS = (
     "worker-1", "nats-1", "api-1", "volume-1", "janitor-1",
     "worker-2", "nats-2", "api-2", "volume-2", "janitor-2",
@@ -73,6 +76,7 @@ async def test_soak_with_one_part_killed_every_few_seconds(rig: Rig) -> None:
         }
         for i in range(USERS * PER_USER)
     ]
+    rng_pace = random.Random(12)
     created: dict[str, uuid.UUID] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -97,6 +101,8 @@ async def test_soak_with_one_part_killed_every_few_seconds(rig: Rig) -> None:
         clients = [rig.client(user, api=0), rig.client(user, api=1)]
         try:
             for n, body in enumerate(requests[index * PER_USER : (index + 1) * PER_USER]):
+                if n:
+                    time.sleep(PACE * (0.5 + rng_pace.random()))
                 # The same key on every retry: an api killed after its insert answers nothing,
                 # the retry (on either api) gets the same export back.
                 key = f"soak-{user}-{n}"
@@ -147,6 +153,7 @@ async def test_soak_with_one_part_killed_every_few_seconds(rig: Rig) -> None:
         await asyncio.to_thread(monkey.join)
     elapsed = time.monotonic() - started
     assert not errors, errors
+    assert set(kills) == set(VICTIMS), f"a whole round of kills: {kills}"
     assert len(created) == USERS * PER_USER
     rows = await verify_bucket_matches_rows(rig, users)
     by_status: dict[str, int] = {}
