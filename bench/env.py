@@ -53,9 +53,7 @@ class Stack:
         if cluster:
             nats_cluster = servers.start_nats_cluster(root / "nats")
             s3_cluster = servers.start_s3_cluster(root / "s3", access_key, secret_key)
-            return cls(
-                root, pg, nats_cluster, s3_cluster, access_key, secret_key, keep, replicas=3
-            )
+            return cls(root, pg, nats_cluster, s3_cluster, access_key, secret_key, keep, replicas=3)
         nats = servers.start_nats(root / "nats")
         s3 = servers.start_s3(root / "s3", access_key, secret_key)
         return cls(root, pg, nats, s3, access_key, secret_key, keep)
