@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         + ",".join(TARGETS)
         + ")",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="3 clustered NATS (stream replicas 3) and a replicated SeaweedFS (3 volume servers)",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (timeout, CI) unwinds like Ctrl-C, so the servers and services are stopped.
     signal.signal(signal.SIGTERM, _terminate)
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: dict[str, Any] = {
         "mode": "quick" if quick else "full",
+        "cluster": args.cluster,
         "machine": {
             "cpus": _cpus(),
             "memory_gib": _memory_gib(),
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     print("starting PostgreSQL, NATS and SeaweedFS ...", flush=True)
-    stack = Stack.start(keep=args.keep)
+    stack = Stack.start(keep=args.keep, cluster=args.cluster)
     services: Services | None = None
     systems: dict[int, Services] = {}  # by catalog size
     try:

@@ -31,22 +31,29 @@ BUCKET = "codex-exports"
 
 @dataclass
 class Stack:
-    """PostgreSQL, NATS and SeaweedFS on 127.0.0.1, as the tests start them."""
+    """PostgreSQL, NATS and SeaweedFS on 127.0.0.1, as the tests start them; with ``cluster``,
+    the servers of ``services/cli/cluster.py`` (3 clustered NATS with the stream on all three,
+    a replicated SeaweedFS with 3 volume servers)."""
 
     root: Path
     pg: servers.PostgresServer
-    nats: servers.NatsServer
-    s3: servers.S3Server
+    nats: servers.NatsServer | servers.NatsCluster
+    s3: servers.S3Server | servers.S3Cluster
     access_key: str
     secret_key: str
     keep: bool = False
+    replicas: int = 1
 
     @classmethod
-    def start(cls, keep: bool = False) -> Stack:
+    def start(cls, keep: bool = False, *, cluster: bool = False) -> Stack:
         root = Path(tempfile.mkdtemp(prefix="codex-exports-bench-"))
         root.chmod(0o755)
         access_key, secret_key = "bench-" + secrets.token_hex(4), secrets.token_urlsafe(24)
         pg = servers.start_postgres(root / "pg")
+        if cluster:
+            nats_cluster = servers.start_nats_cluster(root / "nats")
+            s3_cluster = servers.start_s3_cluster(root / "s3", access_key, secret_key)
+            return cls(root, pg, nats_cluster, s3_cluster, access_key, secret_key, keep, replicas=3)
         nats = servers.start_nats(root / "nats")
         s3 = servers.start_s3(root / "s3", access_key, secret_key)
         return cls(root, pg, nats, s3, access_key, secret_key, keep)
@@ -139,6 +146,7 @@ class Services:
             {
                 "EXPORTS_DATABASE_URL": self.database_url,
                 "EXPORTS_NATS_URL": self.stack.nats.url,
+                "EXPORTS_STREAM_REPLICAS": str(self.stack.replicas),
                 "EXPORTS_S3_ENDPOINT": self.stack.s3.endpoint,
                 "EXPORTS_S3_ACCESS_KEY": self.stack.access_key,
                 "EXPORTS_S3_SECRET_KEY": self.stack.secret_key,

@@ -29,7 +29,7 @@ def make_broker(settings: Settings, service: str, *, consumer: bool = False) -> 
     ``GRACEFUL_TIMEOUT_SECONDS`` for it on shutdown; the api keeps FastStream's default.
     """
     return NatsBroker(
-        settings.nats_url,
+        settings.nats_servers,
         logger=logging.getLogger("codex_exports.bus"),
         connect_timeout=5,
         max_reconnect_attempts=-1,

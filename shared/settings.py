@@ -17,6 +17,35 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_SECRET_LENGTH = 32
 
 
+def parse_nats_servers(value: str) -> list[str]:
+    """Split ``EXPORTS_NATS_URL``: comma-separated server URLs, spaces around them ignored.
+
+    ``nats://a:4222, nats://b:4222`` gives both; a bare ``host:port`` gets ``nats://``. Empty
+    entries (a trailing comma) are dropped, repeats kept once; no URL at all is an error.
+    """
+    servers: list[str] = []
+    for part in value.split(","):
+        url = part.strip()
+        if not url:
+            continue
+        if "://" not in url:
+            url = "nats://" + url
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("nats", "tls", "ws", "wss") or not rest or "/" in rest.rstrip("/"):
+            raise ValueError(
+                f"EXPORTS_NATS_URL: {part.strip()!r} is not a NATS server URL "
+                "(expected e.g. nats://host:4222, several separated by commas)"
+            )
+        if url not in servers:
+            servers.append(url)
+    if not servers:
+        raise ValueError(
+            "EXPORTS_NATS_URL names no server (expected e.g. nats://host:4222, "
+            "several separated by commas)"
+        )
+    return servers
+
+
 class Settings(BaseSettings):
     """Configuration shared by api, worker and janitor, read from the environment."""
 
@@ -30,6 +59,8 @@ class Settings(BaseSettings):
     # How long an export waits for the replica to replay up to the primary's WAL position taken
     # when the export starts, before the attempt fails (retried; see shared.catalog_db).
     catalog_max_lag_seconds: float = Field(default=30.0, gt=0)
+    # One server, or a cluster's servers separated by commas (SPEC §14): every client gets the
+    # whole list and moves to another server when its own goes away. See ``nats_servers``.
     nats_url: str = "nats://127.0.0.1:4222"
     # Replicas of the EXPORTS stream and of its durable consumers (1 on a single server; 3 on a
     # cluster of 3 survives the loss of one). Applied to an existing stream at start-up.
@@ -97,6 +128,16 @@ class Settings(BaseSettings):
     # Worker and janitor serve /metrics, /healthz and /readyz here; 0 turns that off.
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _nats_servers_listed(self) -> Settings:
+        parse_nats_servers(self.nats_url)  # raises with the setting named
+        return self
+
+    @cached_property
+    def nats_servers(self) -> list[str]:
+        """``EXPORTS_NATS_URL`` as the list of server URLs every NATS client connects with."""
+        return parse_nats_servers(self.nats_url)
 
     @model_validator(mode="after")
     def _secrets_are_real(self) -> Settings:

@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.catalog_pool = catalog
         app.state.store = store
         await broker.start()
-        await ensure_stream(broker.connection)
+        await ensure_stream(broker.connection, settings.stream_replicas)
         if limiter is not None:
             await limiter.start(broker.connection)
         relay = asyncio.create_task(_relay(pool, broker))

@@ -222,6 +222,8 @@ class Limiter:
         self.user = Limit(settings.rate_limit_user_per_second, settings.rate_limit_user_burst)
         self.anonymous = Limit(settings.rate_limit_anon_per_second, settings.rate_limit_anon_burst)
         self.timeout = settings.rate_limit_timeout_seconds
+        # Replicated like the EXPORTS stream, so a cluster's lost server keeps the limits.
+        self.replicas = settings.stream_replicas
         self.kv: KeyValue | None = None
         # One in-process queue per key: this process's requests of one subject take turns
         # instead of failing each other's compare-and-set.
@@ -240,7 +242,7 @@ class Limiter:
     async def start(self, nc: NatsClient) -> None:
         """Open (or create) the key-value bucket; called once in the api's lifespan."""
         self._nc = nc
-        self.kv = await open_bucket(nc, self.ttl_seconds)
+        self.kv = await open_bucket(nc, self.ttl_seconds, self.replicas)
 
     async def take(self, key: str, limit: Limit) -> Decision | None:
         """Take a token from ``key``'s bucket; None when the store did not answer (fail open)."""
@@ -257,7 +259,7 @@ class Limiter:
                     if self._reopen and self._nc is not None:
                         # The store failed before: NATS may have restarted without the
                         # bucket (memory storage), so open it again, creating it if need be.
-                        self.kv = await open_bucket(self._nc, self.ttl_seconds)
+                        self.kv = await open_bucket(self._nc, self.ttl_seconds, self.replicas)
                         self._reopen = False
                     return await self._take(key, limit)
             except _Contended:
@@ -320,7 +322,7 @@ def _decode(value: bytes | None) -> float | None:
         return None  # not ours: treated as a full bucket, overwritten on the next take
 
 
-async def open_bucket(nc: NatsClient, ttl_seconds: float) -> KeyValue:
+async def open_bucket(nc: NatsClient, ttl_seconds: float, replicas: int = 1) -> KeyValue:
     """The shared key-value bucket, created if missing; an existing one's TTL only grows.
 
     Memory storage: the buckets are short-lived counters, and losing them with a NATS
@@ -337,6 +339,7 @@ async def open_bucket(nc: NatsClient, ttl_seconds: float) -> KeyValue:
                 history=1,
                 ttl=ttl_seconds,
                 storage=StorageType.MEMORY,
+                replicas=replicas,
             )
         except BadRequestError:
             return await js.key_value(KV_BUCKET)  # another replica created it just now

@@ -109,7 +109,9 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
     raise RuntimeError("the api did not become ready in time")
 
 
-def run_dev(api_port: int | None, data_dir: str | None, demo: bool) -> int:
+def run_dev(api_port: int | None, data_dir: str | None, demo: bool, cluster: bool = False) -> int:
+    if cluster:
+        return run_dev_cluster(data_dir, demo)
     persistent = data_dir is not None
     root = (
         Path(data_dir).resolve()
@@ -218,3 +220,61 @@ def _supervise(stack: Stack, env: dict[str, str], logs: Path) -> None:
                     flush=True,
                 )
                 stack.processes[name] = _spawn(name, env, logs)
+
+
+def run_dev_cluster(data_dir: str | None, demo: bool) -> int:
+    """``codex-exports dev --cluster``: SPEC §14's cluster on this machine (``cluster.py``):
+    3 NATS servers, replicated SeaweedFS (3 volume servers), 2 api, 3 workers, 2 janitors."""
+    from services.cli.cluster import start_cluster
+
+    persistent = data_dir is not None
+    root = (
+        Path(data_dir).resolve()
+        if data_dir
+        else Path(tempfile.mkdtemp(prefix="codex-exports-cluster-"))
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    running = None
+    try:
+        keys = _secrets(root, persistent)
+        overrides = {k: v for k, v in os.environ.items() if k.startswith("EXPORTS_")}
+        running = start_cluster(root, env={**overrides, **keys})
+        sign_in = asyncio.run(_prepare_database(running.database_url, demo=demo))
+        devstate.write_state(
+            {
+                **{k: v for k, v in running.env.items() if k in _STATE_KEYS},
+                "EXPORTS_API_PORT": str(next(iter(running.api_ports.values()))),
+            }
+        )
+        print("codex-exports dev --cluster ready")
+        for key, url in zip(running.api_ports, running.api_urls, strict=True):
+            print(f"  {key:<9} {url}   (page {url}/settings/exports)")
+        print(f"  {'database':<9} {running.pg.url}")
+        print(f"  {'nats':<9} {running.nats.url}")
+        print(f"  {'s3':<9} {running.s3.url} (3 volume servers, replication 001)")
+        for username, password in sign_in:
+            print(f"  sign in   {username} / {password}")
+        print(f"  logs      {running.log_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        while True:  # restart a service that exits, as a cluster would
+            time.sleep(0.5)
+            for key, process in running.services.items():
+                if not process.running():
+                    print(f"{key} exited; restarting", file=sys.stderr, flush=True)
+                    process.spawn()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping…", file=sys.stderr, flush=True)
+        if running is not None:
+            running.stop()
+        devstate.clear_state()
+        if not persistent:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0

@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev.add_argument("--api-port", type=int, default=None)
     dev.add_argument("--data-dir", default=None, help="keep data here between runs")
     dev.add_argument("--no-demo", action="store_true", help="empty catalog, no users")
+    dev.add_argument(
+        "--cluster",
+        action="store_true",
+        help="3 NATS servers, replicated SeaweedFS, 2 api, 3 workers, 2 janitors",
+    )
     migrate = sub.add_parser("migrate", help="apply migrations to EXPORTS_DATABASE_URL")
     migrate.add_argument("--catalog", action="store_true", help="also create the catalog tables")
     seed = sub.add_parser("demo-seed", help="load the demo catalog")
@@ -104,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dev":
         from services.cli.dev import run_dev
 
-        return run_dev(args.api_port, args.data_dir, demo=not args.no_demo)
+        return run_dev(args.api_port, args.data_dir, demo=not args.no_demo, cluster=args.cluster)
     if args.command == "migrate":
         asyncio.run(_migrate(args.catalog))
         return 0

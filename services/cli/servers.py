@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import importlib.metadata
 import importlib.util
@@ -52,7 +53,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import urllib3
 from minio import Minio
@@ -61,8 +62,11 @@ from minio.error import S3Error
 __all__ = [
     "LOOPBACK",
     "POSTGRES_RUN_AS",
+    "ManagedProcess",
+    "NatsCluster",
     "NatsServer",
     "PostgresServer",
+    "S3Cluster",
     "S3Server",
     "Server",
     "ServerError",
@@ -70,9 +74,11 @@ __all__ = [
     "nats_server_binary",
     "postgres_bin_dir",
     "start_nats",
+    "start_nats_cluster",
     "start_postgres",
     "start_replica",
     "start_s3",
+    "start_s3_cluster",
     "weed_binary",
 ]
 
@@ -263,7 +269,9 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float =
         time.sleep(interval)
 
 
-def _spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], log_path: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` in a new session with stdout and stderr appended to ``log_path``."""
     with log_path.open("ab") as log:
         return subprocess.Popen(  # noqa: S603 -- fixed argv of a binary we located ourselves
@@ -272,8 +280,17 @@ def _spawn(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            env=env,
             start_new_session=True,
         )
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group of ``process`` at once and reap it: a crash."""
+    _killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    _wait_until(lambda: not _group_alive(process.pid), timeout=5.0)
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -308,6 +325,65 @@ class Server:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@dataclass(kw_only=True)
+class ManagedProcess(Server):
+    """One child started from a fixed ``argv`` in its own session; it can be killed (a crash),
+    stopped and started again with the same arguments, ports and data.
+
+    ``ready`` (optional) says when a start has finished; :meth:`start` waits for it.
+    """
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    cwd: Path
+    env: dict[str, str] | None = field(default=None, repr=False)
+    ready: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServerError(f"{self.name} was never started")
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to be ready."""
+        if self.running():
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = _spawn(self.argv, self.log_path, self.cwd, self.env)
+
+    def wait_ready(self, timeout: float = _DEFAULT_START_TIMEOUT) -> None:
+        """Until ``ready()`` holds; :class:`ServerError` with the log tail if it exits first."""
+        ready = self.ready or (lambda: True)
+        process = self.process
+
+        def done() -> bool:
+            return process is None or process.poll() is not None or ready()
+
+        if not _wait_until(done, timeout, interval=0.1) or not self.running():
+            raise _failure(f"{self.name} did not become ready", self.log_path)
+
+    def start(self, timeout: float = _DEFAULT_START_TIMEOUT) -> None:
+        """Spawn and wait until ready (no-op while it runs)."""
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once: a crash, nothing flushed or handed back."""
+        if self.process is not None:
+            _kill(self.process)
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        """SIGTERM, then SIGKILL past ``timeout`` s; safe to call more than once."""
+        if self.process is not None:
+            _terminate(self.process, timeout)
 
 
 _Stoppable = Server  # earlier private name, still used by services/cli/dev.py; prefer Server
@@ -539,12 +615,21 @@ def _kill_stray_postmaster(data_dir: Path) -> None:
 
 @dataclass(kw_only=True)
 class NatsServer(Server):
-    """A running ``nats-server`` with JetStream; its store lives in ``data_dir/jetstream``."""
+    """A running ``nats-server`` with JetStream; its store lives in ``data_dir/jetstream``.
+
+    A node of a cluster (:func:`start_nats_cluster`) also has a ``server_name``, a
+    ``cluster_port`` for its routes and the ``routes`` it dials; :meth:`restart` starts it again
+    with the same ports, store and routes.
+    """
 
     port: int
     monitor_port: int
     data_dir: Path
     process: subprocess.Popen[bytes] = field(repr=False, compare=False)
+    server_name: str | None = None
+    cluster_name: str | None = None
+    cluster_port: int | None = None
+    routes: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
@@ -559,9 +644,31 @@ class NatsServer(Server):
     def log_path(self) -> Path:
         return self.data_dir / "nats-server.log"
 
+    def running(self) -> bool:
+        return self.process.poll() is None
+
     def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
         """SIGTERM (JetStream flushes its store), then SIGKILL after ``timeout`` s."""
         _terminate(self.process, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL at once: a crash, nothing flushed."""
+        _kill(self.process)
+
+    def restart(self, timeout: float = _DEFAULT_START_TIMEOUT) -> None:
+        """Start again (after ``stop`` or ``kill``) on the same ports, store and routes."""
+        self.stop()
+        argv = _nats_argv(
+            self.port,
+            self.monitor_port,
+            self.data_dir,
+            self.server_name,
+            self.cluster_name,
+            self.cluster_port,
+            self.routes,
+        )
+        self.process = _spawn(argv, self.log_path, self.data_dir)
+        _wait_nats(self, timeout)
 
 
 def _http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
@@ -573,6 +680,75 @@ def _http_status(port: int, path: str, timeout: float = 1.0) -> int | None:
         return None
     finally:
         conn.close()
+
+
+def _http_json(port: int, path: str, timeout: float = 2.0) -> Any:
+    """GET ``path`` on 127.0.0.1:``port`` and parse its JSON; None on any failure."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        if response.status != 200:
+            return None
+        return json.loads(response.read())
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+def _nats_argv(
+    port: int,
+    monitor_port: int,
+    data_dir: Path,
+    server_name: str | None = None,
+    cluster_name: str | None = None,
+    cluster_port: int | None = None,
+    routes: tuple[int, ...] = (),
+) -> list[str]:
+    argv = [
+        str(nats_server_binary()),
+        "-a", LOOPBACK,
+        "-p", str(port),
+        "-m", str(monitor_port),  # the monitor listens on the -a host
+        "-js",
+        "-sd", str(data_dir / "jetstream"),
+    ]  # fmt: skip
+    if server_name:
+        argv += ["-n", server_name]
+    if cluster_port is not None:
+        argv += [
+            "--cluster_name", cluster_name or "exports",
+            "--cluster", f"nats://{LOOPBACK}:{cluster_port}",
+            "--routes", ",".join(f"nats://{LOOPBACK}:{p}" for p in routes),
+        ]  # fmt: skip
+    return argv
+
+
+def _spawn_nats(data_dir: Path, port: int, monitor_port: int, **cluster: Any) -> NatsServer:
+    argv = _nats_argv(port, monitor_port, data_dir, **cluster)
+    return NatsServer(
+        port=port,
+        monitor_port=monitor_port,
+        data_dir=data_dir,
+        process=_spawn(argv, data_dir / "nats-server.log", data_dir),
+        **cluster,
+    )
+
+
+def _wait_nats(server: NatsServer, timeout: float) -> None:
+    """Until ``/healthz`` answers 200 (a cluster node: JetStream's meta group has a leader)."""
+
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            return True  # exited: reported below
+        return _http_status(server.monitor_port, "/healthz") == 200
+
+    if not _wait_until(ready, timeout) or server.process.poll() is not None:
+        server.stop(timeout=5)
+        raise _failure(
+            f"nats-server did not become healthy on {LOOPBACK}:{server.port}", server.log_path
+        )
 
 
 def start_nats(
@@ -592,31 +768,86 @@ def start_nats(
         picked = iter(_free_ports(2))
         port = port if port is not None else next(picked)
         monitor_port = monitor_port if monitor_port is not None else next(picked)
-    argv = [
-        str(nats_server_binary()),
-        "-a", LOOPBACK,
-        "-p", str(port),
-        "-m", str(monitor_port),  # the monitor listens on the -a host
-        "-js",
-        "-sd", str(data_dir / "jetstream"),
-    ]  # fmt: skip
-    server = NatsServer(
-        port=port,
-        monitor_port=monitor_port,
-        data_dir=data_dir,
-        process=_spawn(argv, data_dir / "nats-server.log", data_dir),
-    )
-    monitor = monitor_port
-
-    def ready() -> bool:
-        if server.process.poll() is not None:
-            return True  # exited: reported below
-        return _http_status(monitor, "/healthz") == 200
-
-    if not _wait_until(ready, timeout) or server.process.poll() is not None:
-        server.stop(timeout=5)
-        raise _failure(f"nats-server did not become healthy on {LOOPBACK}:{port}", server.log_path)
+    server = _spawn_nats(data_dir, port, monitor_port)
+    _wait_nats(server, timeout)
     return server
+
+
+@dataclass(kw_only=True)
+class NatsCluster(Server):
+    """Several clustered ``nats-server -js`` nodes (:func:`start_nats_cluster`)."""
+
+    nodes: list[NatsServer]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's client URL."""
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """The client URLs separated by commas, the form ``EXPORTS_NATS_URL`` takes."""
+        return ",".join(self.urls)
+
+    def stream_leader(self, stream: str) -> int | None:
+        """Index in ``nodes`` of the node leading ``stream``'s group (from ``/jsz``), or None."""
+        names = {node.server_name: i for i, node in enumerate(self.nodes)}
+        for node in self.nodes:
+            if not node.running():
+                continue
+            jsz = _http_json(node.monitor_port, "/jsz?streams=1")
+            for account in (jsz or {}).get("account_details") or ():
+                for detail in account.get("stream_detail") or ():
+                    if detail.get("name") == stream:
+                        leader = (detail.get("cluster") or {}).get("leader")
+                        if leader in names:
+                            return names[leader]
+        return None
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        for node in self.nodes:
+            node.stop(timeout)
+
+
+def start_nats_cluster(
+    data_dir: Path,
+    size: int = 3,
+    *,
+    cluster_name: str = "exports",
+    timeout: float = _DEFAULT_START_TIMEOUT * 2,
+) -> NatsCluster:
+    """Start ``size`` JetStream nodes clustered on 127.0.0.1 (RECIPES.md "Added 2026-12-01").
+
+    Node ``i`` keeps its store in ``data_dir/n<i>``, is named ``n<i>`` and routes to every
+    node. Returns once every node's ``/healthz`` answers 200 (the meta group has a leader).
+    """
+    data_dir = Path(data_dir).absolute()
+    ports = _free_ports(3 * size)
+    client, monitor, route = ports[:size], ports[size : 2 * size], ports[2 * size :]
+    nodes: list[NatsServer] = []
+    try:
+        for i in range(size):
+            node_dir = data_dir / f"n{i + 1}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            nodes.append(
+                _spawn_nats(
+                    node_dir,
+                    client[i],
+                    monitor[i],
+                    server_name=f"n{i + 1}",
+                    cluster_name=cluster_name,
+                    cluster_port=route[i],
+                    routes=tuple(route),
+                )
+            )
+        # Each node's health waits for the others: start them all, then wait for each.
+        for node in nodes:
+            _wait_nats(node, timeout)
+    except BaseException:
+        for node in nodes:
+            node.stop(timeout=5)
+        raise
+    return NatsCluster(nodes=nodes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -687,7 +918,7 @@ def _check_socket_path(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quick_minio(server: S3Server) -> Iterator[Minio]:
+def _quick_minio(server: S3Server | S3Cluster) -> Iterator[Minio]:
     """A minio client that fails fast (no retries, short timeouts) and closes its pool."""
     pool = urllib3.PoolManager(
         timeout=urllib3.Timeout(connect=1.0, read=5.0), retries=urllib3.Retry(total=0)
@@ -780,3 +1011,195 @@ def start_s3(
         server.stop(timeout=5)
         raise _failure(f"SeaweedFS S3 did not become ready on {server.endpoint}", server.log_path)
     return server
+
+
+# --------------------------------------------------------------------------------------------
+# S3 on a replicated SeaweedFS: a master, several volume servers, a filer with the S3 gateway
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class S3Cluster(Server):
+    """SeaweedFS as separate processes: ``master``, ``volumes`` (each a
+    :class:`ManagedProcess`, killable one by one), ``filer`` and its S3 ``gateway``."""
+
+    port: int
+    data_dir: Path
+    access_key: str
+    secret_key: str = field(repr=False)
+    replication: str
+    master_port: int
+    master: ManagedProcess
+    volumes: list[ManagedProcess]
+    filer: ManagedProcess
+    gateway: ManagedProcess
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT`` of the S3 gateway."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoint}"
+
+    def volume_nodes(self) -> int:
+        """How many volume servers the master currently counts as alive."""
+        status = _http_json(self.master_port, "/dir/status")
+        count = 0
+        topology = (status or {}).get("Topology") or {}
+        for center in topology.get("DataCenters") or ():
+            for rack in center.get("Racks") or ():
+                count += len(rack.get("DataNodes") or ())
+        return count
+
+    def stop(self, timeout: float = _DEFAULT_STOP_TIMEOUT) -> None:
+        for process in (self.gateway, self.filer, *self.volumes, self.master):
+            process.stop(timeout)
+
+
+def _wait_volumes_joined(cluster: S3Cluster, timeout: float) -> None:
+    """Until the master counts every volume server (the filer starts after that)."""
+    expected = len(cluster.volumes)
+    if not _wait_until(lambda: cluster.volume_nodes() >= expected, timeout, interval=0.2):
+        raise _failure("the weed volume servers did not join the master", cluster.master.log_path)
+
+
+def _weed_master_ready(port: int) -> bool:
+    status = _http_json(port, "/cluster/status")
+    return bool(status and status.get("IsLeader"))
+
+
+def start_s3_cluster(
+    data_dir: Path,
+    access_key: str,
+    secret_key: str,
+    *,
+    volumes: int = 3,
+    replication: str = "001",
+    timeout: float = _DEFAULT_START_TIMEOUT * 2,
+) -> S3Cluster:
+    """Start a replicated SeaweedFS on 127.0.0.1 (RECIPES.md "Added 2026-12-01").
+
+    A master with ``-defaultReplication=replication`` (``001``: every volume on two servers of
+    the rack), ``volumes`` volume servers, a filer and its S3 gateway (``weed s3``), which
+    accepts only ``access_key``/``secret_key``; the filer's plain HTTP API, WebDAV, IAM,
+    Iceberg, Lance and telemetry are off. With 3 volume servers, reads and writes go on when one
+    is killed. Returns once the master counts every volume server and ``list_buckets`` succeeds
+    with the keys.
+    """
+    data_dir = Path(data_dir).absolute()
+    weed = str(weed_binary())
+    ports = iter(_free_ports(4 + 2 * volumes + 2))
+    master_port, master_grpc = next(ports), next(ports)
+    s3_port, s3_grpc = next(ports), next(ports)
+    master_address = f"{LOOPBACK}:{master_port}.{master_grpc}"
+    loopback = [f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}"]
+
+    master_dir = data_dir / "master"
+    master_dir.mkdir(parents=True, exist_ok=True)
+    master_argv = [
+        weed, f"-logdir={master_dir}", "master", *loopback,
+        f"-port={master_port}", f"-port.grpc={master_grpc}", f"-mdir={master_dir}",
+        f"-defaultReplication={replication}", "-volumeSizeLimitMB=64", "-telemetry=false",
+    ]  # fmt: skip
+    master = ManagedProcess(
+        name="weed master",
+        argv=master_argv,
+        log_path=master_dir / "weed.log",
+        cwd=master_dir,
+        ready=lambda: _weed_master_ready(master_port),
+    )
+    volume_servers: list[ManagedProcess] = []
+    for i in range(volumes):
+        port, grpc = next(ports), next(ports)
+        volume_dir = data_dir / f"volume{i + 1}"
+        volume_dir.mkdir(parents=True, exist_ok=True)
+        # -preStopSeconds=0: a killed server is what the tests want; a stopped one need not linger.
+        volume_argv = [
+            weed, f"-logdir={volume_dir}", "volume", *loopback,
+            f"-port={port}", f"-port.grpc={grpc}", f"-dir={volume_dir}",
+            f"-mserver={master_address}", "-max=10", "-preStopSeconds=0",
+        ]  # fmt: skip
+        volume_servers.append(
+            ManagedProcess(
+                name=f"weed volume {i + 1}",
+                argv=volume_argv,
+                log_path=volume_dir / "weed.log",
+                cwd=volume_dir,
+                ready=functools.partial(_port_open, port),
+            )
+        )
+    filer_port, filer_grpc = next(ports), next(ports)
+    filer_dir = data_dir / "filer"
+    filer_dir.mkdir(parents=True, exist_ok=True)
+    for sock in ("filer.sock", "s3.sock"):
+        _check_socket_path(filer_dir / sock)
+    config = filer_dir / "s3.json"
+    config.write_text(_s3_config(access_key, secret_key))
+    config.chmod(0o600)
+    filer_argv = [
+        weed, f"-logdir={filer_dir}", "filer", *loopback,
+        f"-port={filer_port}", f"-port.grpc={filer_grpc}", f"-master={master_address}",
+        f"-defaultStoreDir={filer_dir}", f"-defaultReplicaPlacement={replication}",
+        f"-localSocket={filer_dir / 'filer.sock'}", "-disableHttp", "-webdav=false",
+        "-iam=false",
+    ]  # fmt: skip
+    filer = ManagedProcess(
+        name="weed filer",
+        argv=filer_argv,
+        log_path=filer_dir / "weed.log",
+        cwd=filer_dir,
+        ready=lambda: _port_open(filer_port) and _port_open(filer_grpc),
+    )
+    # The gateway runs as its own process (``weed s3``): the filer's embedded one (``-s3``)
+    # sometimes never started here when the filer came up next to fresh volume servers.
+    gateway_argv = [
+        weed, f"-logdir={filer_dir}", "s3", f"-ip.bind={LOOPBACK}",
+        f"-port={s3_port}", f"-port.grpc={s3_grpc}",
+        f"-filer={LOOPBACK}:{filer_port}.{filer_grpc}", f"-config={config}",
+        f"-localSocket={filer_dir / 's3.sock'}", "-port.iceberg=0", "-port.lance=0",
+    ]  # fmt: skip
+    gateway = ManagedProcess(
+        name="weed s3",
+        argv=gateway_argv,
+        log_path=filer_dir / "s3.log",
+        cwd=filer_dir,
+    )
+    cluster = S3Cluster(
+        port=s3_port,
+        data_dir=data_dir,
+        access_key=access_key,
+        secret_key=secret_key,
+        replication=replication,
+        master_port=master_port,
+        master=master,
+        volumes=volume_servers,
+        filer=filer,
+        gateway=gateway,
+    )
+
+    def s3_ready() -> bool:
+        if cluster.volume_nodes() < volumes:
+            return False
+        try:
+            with _quick_minio(cluster) as client:
+                client.list_buckets()
+        except (S3Error, urllib3.exceptions.HTTPError, OSError, ValueError):
+            return False
+        return True
+
+    gateway.ready = s3_ready
+    try:
+        master.start(timeout)
+        for volume in volume_servers:
+            volume.spawn()
+        for volume in volume_servers:
+            volume.wait_ready(timeout)
+        _wait_volumes_joined(cluster, timeout)
+        filer.start(timeout)
+        gateway.start(timeout)
+    except BaseException:
+        cluster.stop(timeout=5)
+        raise
+    return cluster

@@ -18,7 +18,7 @@ from shared import health
 from shared.bus import make_broker
 from shared.events import ScheduleRan, SweepTimerFired
 from shared.settings import Settings
-from shared.streams import exports_stream
+from shared.streams import ensure_consumer_replicas, ensure_stream, exports_stream
 from shared.subjects import (
     JANITOR_DURABLE,
     SCHEDULE_RAN,
@@ -54,10 +54,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     @broker.subscriber(
         TIMER_FIRED_ALL,
-        stream=exports_stream(),
+        stream=exports_stream(settings.stream_replicas),
         durable=JANITOR_DURABLE,
         pull_sub=PullSub(batch_size=1, timeout=1.0),
-        config=ConsumerConfig(ack_wait=120.0, max_deliver=10),
+        config=ConsumerConfig(
+            ack_wait=120.0, max_deliver=10, num_replicas=settings.stream_replicas
+        ),
         ack_policy=AckPolicy.MANUAL,
         title="export.timer.fired.>",
         description="Expire one export, or sweep",
@@ -78,6 +80,12 @@ def create_app(settings: Settings | None = None) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         """The clients that live as long as the app; closed when it stops."""
+        # The stream and this service's consumer, as configured, before any subscriber starts.
+        connection = await broker.connect()
+        await ensure_stream(connection, settings.stream_replicas)
+        await ensure_consumer_replicas(
+            connection.jetstream(), JANITOR_DURABLE, settings.stream_replicas
+        )
         async with health.consumer_clients(settings, broker, pool_size=4) as (pool, store, _):
             state["ctx"] = service.JanitorContext(settings, pool, store, broker)
             yield

@@ -22,7 +22,7 @@ from shared import health, metrics
 from shared.bus import make_broker
 from shared.lanes import LANE_INFO, LANES, Lane
 from shared.settings import Settings
-from shared.streams import exports_stream
+from shared.streams import ensure_consumer_replicas, ensure_stream, exports_stream
 from shared.subjects import CANCEL_PREFIX
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,16 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
         @broker.subscriber(
             info.subject,
-            stream=exports_stream(),
+            stream=exports_stream(settings.stream_replicas),
             durable=info.durable,
             pull_sub=PullSub(batch_size=1, timeout=1.0),
             # Attempts are counted on the row (claims), so the consumer itself never gives up:
             # that keeps a crash-looping export visible to the handler, which fails it.
-            config=ConsumerConfig(ack_wait=settings.ack_wait_seconds, max_deliver=-1),
+            config=ConsumerConfig(
+                ack_wait=settings.ack_wait_seconds,
+                max_deliver=-1,
+                num_replicas=settings.stream_replicas,
+            ),
             ack_policy=AckPolicy.MANUAL,
             max_workers=info.slots(settings),
             title=info.subject,
@@ -78,6 +82,13 @@ def create_app(settings: Settings | None = None) -> FastStream:
         pool_size = slots * 2 + 2
         # The catalog reads take two connections per export (its snapshot and the count).
         catalog_size = slots * 2
+        # The stream and this service's consumers, as configured, before any subscriber starts.
+        connection = await broker.connect()
+        await ensure_stream(connection, settings.stream_replicas)
+        for lane in LANES:
+            await ensure_consumer_replicas(
+                connection.jetstream(), LANE_INFO[lane].durable, settings.stream_replicas
+            )
         async with health.consumer_clients(
             settings, broker, pool_size=pool_size, catalog_pool_size=catalog_size
         ) as (pool, store, catalog):
