@@ -31,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from bench import api_load, download, exports, scale
+from bench import cluster as cluster_bench
 from bench.env import Services, Stack, add_users, build_catalog, create_database
 from shared import naming
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: exports,linear,memory,download,api,scale",
+        help="comma-separated parts to skip: exports,linear,memory,download,api,scale,cluster",
     )
     parser.add_argument(
         "--scale-exports", type=int, default=None, help="exports per scale-out configuration"
@@ -242,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         if services is not None:
             services.stop_all()
         stack.stop()
+    if "cluster" not in skip:
+        # Its own servers (3 NATS, replicated SeaweedFS), started once the stack above is gone.
+        sizes = {"claim_count": 10, "kill_reps": 1, "batch": 50, "upload_mib": 32, "upload_reps": 1}
+        results["cluster"] = cluster_bench.run(**({} if not quick else sizes), keep=args.keep)
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     print()
     print(_table(results))
@@ -439,6 +444,8 @@ def _table(results: dict[str, Any]) -> str:
                 if k.startswith("workers_")
             )
         )
+    if results.get("cluster"):
+        lines.append("\n" + cluster_bench.table(results["cluster"]))
     lines.append(f"\nbench took {results['bench_seconds']} s")
     return "\n".join(lines)
 
