@@ -176,8 +176,16 @@ async def _stream_peers(urls: list[str]) -> int:
 
 async def _probe_until_ack(urls: list[str], timeout: float = 120) -> float:
     """Seconds (monotonic clock) at which a publish to the stream is acknowledged again."""
+
+    async def quiet(err: Exception) -> None:  # the killed server refusing: expected
+        return None
+
     nc = await nats.connect(
-        urls, max_reconnect_attempts=-1, reconnect_time_wait=0.05, connect_timeout=1
+        urls,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.05,
+        connect_timeout=1,
+        error_cb=quiet,
     )
     try:
         js = nc.jetstream()
@@ -337,29 +345,33 @@ class _Pattern(io.RawIOBase):
         return out
 
 
-def _put_mb_per_second(endpoint: str, access: str, secret: str, mib: int, reps: int) -> list[float]:
+def _put_mb_per_second(
+    endpoint: str, access: str, secret: str, mib: int, reps: int, bucket: str
+) -> list[float]:
     client = Minio(endpoint, access_key=access, secret_key=secret, secure=False)
-    bucket = "bench-upload"
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)
     rates = []
     for i in range(reps):
         size = mib << 20
         started = time.monotonic()
-        client.put_object(bucket, f"big-{i}", _Pattern(size), size, part_size=16 << 20)
+        client.put_object(bucket, f"bench/big-{i}", _Pattern(size), size, part_size=16 << 20)
         rates.append(round(size / 1e6 / (time.monotonic() - started), 1))
-        client.remove_object(bucket, f"big-{i}")
+        client.remove_object(bucket, f"bench/big-{i}")
     return rates
 
 
 def measure_upload(cluster: Cluster, root: Path, mib: int, reps: int) -> dict[str, Any]:
     access, secret = cluster.env["EXPORTS_S3_ACCESS_KEY"], cluster.env["EXPORTS_S3_SECRET_KEY"]
+    bucket = cluster.env.get("EXPORTS_S3_BUCKET", "codex-exports")
     single = servers.start_s3(root / "s3-single", access, secret)
     try:
         replicated, alone = [], []
         for _ in range(reps):  # interleaved, so a noisy neighbour slows both alike
-            replicated += _put_mb_per_second(cluster.s3.endpoint, access, secret, mib, 1)
-            alone += _put_mb_per_second(single.endpoint, access, secret, mib, 1)
+            # Into the exports' own bucket, as a file is: a new bucket is a new SeaweedFS
+            # collection, whose volumes the 3 x 10-slot harness may not have room to grow.
+            replicated += _put_mb_per_second(cluster.s3.endpoint, access, secret, mib, 1, bucket)
+            alone += _put_mb_per_second(single.endpoint, access, secret, mib, 1, bucket)
     finally:
         single.stop()
     return {
@@ -402,19 +414,26 @@ def run(
     cluster = start_cluster(root, shape=ClusterShape(), env=ENV, start_services=False)
     try:
         library, users = asyncio.run(_setup(cluster.database_url, 8))
-        if "claim" in parts:
-            results["claim"] = [
+
+        def part(name: str, measure: Any) -> None:
+            if name not in parts:
+                return
+            try:
+                results[name] = measure()
+            except Exception as err:  # one part failing still reports the others, and why
+                results[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            print(f"  {name} {json.dumps(results[name])}", flush=True)
+
+        part(
+            "claim",
+            lambda: [
                 measure_claim(cluster, users[0], library, 1, claim_count),
                 measure_claim(cluster, users[1], library, 3, claim_count),
-            ]
-            print(f"  claim {json.dumps(results['claim'])}", flush=True)
-        if "leader_kill" in parts:
-            results["leader_kill"] = measure_leader_kill(cluster, users[2], library, kill_reps)
-        if "workers" in parts:
-            results["workers"] = measure_workers(cluster, users[3:6], library, batch)
-        if "upload" in parts:
-            results["upload"] = measure_upload(cluster, root, upload_mib, upload_reps)
-            print(f"  upload {results['upload']}", flush=True)
+            ],
+        )
+        part("leader_kill", lambda: measure_leader_kill(cluster, users[2], library, kill_reps))
+        part("workers", lambda: measure_workers(cluster, users[3:6], library, batch))
+        part("upload", lambda: measure_upload(cluster, root, upload_mib, upload_reps))
     finally:
         cluster.stop()
         if keep:
@@ -428,6 +447,10 @@ def run(
 
 def table(results: dict[str, Any]) -> str:
     lines = [f"cluster harness bench ({results['cpus']} CPUs, {results['seconds']} s)"]
+    for name in PARTS:
+        if isinstance(results.get(name), dict) and "error" in results[name]:
+            lines.append(f"  {name} FAILED: {results[name].pop('error')}")
+            del results[name]
     for c in results.get("claim", []):
         lines.append(
             f"  R{c['replicas']}: create->claim median {c['create_to_claim']['median_ms']} ms,"
