@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if "cluster" not in skip:
         # Its own servers (3 NATS, replicated SeaweedFS), started once the stack above is gone.
         sizes = {"claim_count": 10, "kill_reps": 1, "batch": 50, "upload_mib": 32, "upload_reps": 1}
-        results["cluster"] = cluster_bench.run(**({} if not quick else sizes), keep=args.keep)
+        results["cluster_harness"] = cluster_bench.run(
+            **({} if not quick else sizes), keep=args.keep
+        )
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     print()
     print(_table(results))
@@ -444,8 +446,8 @@ def _table(results: dict[str, Any]) -> str:
                 if k.startswith("workers_")
             )
         )
-    if results.get("cluster"):
-        lines.append("\n" + cluster_bench.table(results["cluster"]))
+    if isinstance(results.get("cluster_harness"), dict):
+        lines.append("\n" + cluster_bench.table(results["cluster_harness"]))
     lines.append(f"\nbench took {results['bench_seconds']} s")
     return "\n".join(lines)
 
