@@ -31,6 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from bench import api_load, changes, download, exports, fairness, scale
+from bench import cluster as cluster_bench
 from bench.env import Services, Stack, add_users, build_catalog, create_database
 from shared import naming
 
@@ -48,7 +49,17 @@ EXPORT_KINDS = tuple(TARGETS)
 # Formats whose gzip size is reported beside the plain size (csv+gzip is measured above).
 GZIP_SIZES = ("json", "md", "jsonl", "xlsx", "parquet")
 MEMORY_FORMATS = ("csv", "json", "md", "jsonl", "xlsx", "parquet", "csv+gzip")
-PARTS = ("exports", "linear", "memory", "download", "changes", "api", "scale", "fairness")
+PARTS = (
+    "exports",
+    "linear",
+    "memory",
+    "download",
+    "changes",
+    "api",
+    "scale",
+    "fairness",
+    "cluster",
+)
 
 
 def _sizes(quick: bool) -> tuple[tuple[int, int], list[tuple[int, int]]]:
@@ -307,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         if services is not None:
             services.stop_all()
         stack.stop()
+    if "cluster" not in skip:
+        # Its own servers (3 NATS, replicated SeaweedFS), started once the stack above is gone.
+        sizes = {"claim_count": 10, "kill_reps": 1, "batch": 50, "upload_mib": 32, "upload_reps": 1}
+        results["cluster_harness"] = cluster_bench.run(
+            **({} if not quick else sizes), keep=args.keep
+        )
     results["bench_seconds"] = round(time.monotonic() - started, 1)
     results["loadavg"]["end"] = _loadavg()
     print()
@@ -540,6 +557,8 @@ def _table(results: dict[str, Any]) -> str:
                 f" {wait.get('p50')} p95 {wait.get('p95')} s, finish p50 {finish.get('p50')}"
                 f" p95 {finish.get('p95')} s" + (target if name == "lanes" else "")
             )
+    if isinstance(results.get("cluster_harness"), dict):
+        lines.append("\n" + cluster_bench.table(results["cluster_harness"]))
     lines.append(f"\nbench took {results['bench_seconds']} s; load average {results['loadavg']}")
     return "\n".join(lines)
 

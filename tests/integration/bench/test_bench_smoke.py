@@ -19,7 +19,15 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
-SHORT = ["--api-seconds", "3", "--scale-exports", "20", "--no-fairness-baseline"]
+SHORT = [
+    "--api-seconds",
+    "3",
+    "--scale-exports",
+    "20",
+    "--no-fairness-baseline",
+    "--skip",
+    "cluster",
+]
 
 
 def test_quick_bench_reports_every_figure() -> None:
@@ -83,3 +91,33 @@ def test_quick_bench_reports_every_figure() -> None:
     assert fair["wait_seconds"]["p95"] >= 0 and fair["finish_seconds"]["p95"] > 0
 
     assert "codex-exports benchmark (quick" in done.stdout
+
+
+def test_cluster_bench_reports_every_figure() -> None:
+    """``python -m bench.cluster`` at its smallest (about a minute): every part measured, every
+    export completed, the stream really at 1 and then 3 replicas, a new leader after the kill."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
+    argv = ["--claim-count", "3", "--kill-reps", "1", "--batch", "20", "--upload-mib", "8"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.cluster", *argv, "--upload-reps", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("CLUSTER_BENCH_JSON ")]
+    assert len(lines) == 1, done.stdout[-3000:]
+    results = json.loads(lines[0].removeprefix("CLUSTER_BENCH_JSON "))
+
+    assert [(c["replicas"], c["stream_peers"]) for c in results["claim"]] == [(1, 1), (3, 3)]
+    assert all(c["create_to_claim"]["median_ms"] > 0 for c in results["claim"])
+    (kill,) = results["leader_kill"]["runs"]
+    assert kill["status"] == "completed" and kill["new_leader"] not in (None, kill["killed"])
+    assert 0 < kill["probe_publish_acked_s"] and 0 < kill["export_completed_s"]
+    for workers in ("workers_1", "workers_2", "workers_3"):
+        figure = results["workers"][workers]
+        assert (figure["completed"], figure["failed"]) == (20, 0), workers
+    assert results["upload"]["replicated_median"] > 0 and results["upload"]["single_median"] > 0
