@@ -120,4 +120,9 @@ async def classify(
     except asyncpg.QueryCanceledError:
         log.warning("row count for the lane timed out: the export goes to the large lane")
         rows = None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as err:
+        # The catalog (a read replica, say) could not be read: the export still goes ahead,
+        # in the large lane, and the worker's own read reports the catalog's state.
+        log.warning("row count for the lane failed (%s): the export goes to the large lane", err)
+        rows = None
     return choose_lane(rows, small_rows=bound), rows

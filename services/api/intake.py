@@ -64,6 +64,7 @@ def register_intake(broker: NatsBroker, state: Any) -> None:
                 request.request,
                 idempotency_key=request.idempotency_key,
                 schedule_id=request.schedule_id,
+                catalog_pool=getattr(state, "catalog_pool", None),
             )
         except ApiError as err:
             return err.body()

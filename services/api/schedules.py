@@ -119,12 +119,20 @@ async def run_now(
     schedule_id: UUID,
     *,
     request_id: str | None = None,
+    catalog_pool: asyncpg.Pool | None = None,
 ) -> exports_repo.ExportRow:
     """One run of the schedule, now (an ordinary create: 409 at the concurrency limit)."""
     row = await own(pool, schedule_id, user_id)
     body, _ = _stored_request(row.request)
     export = await service.create_export(
-        pool, broker, settings, user_id, body, request_id=request_id, schedule_id=schedule_id
+        pool,
+        broker,
+        settings,
+        user_id,
+        body,
+        request_id=request_id,
+        schedule_id=schedule_id,
+        catalog_pool=catalog_pool,
     )
     due_at = export.created_at
     await schedules.record_run(pool, schedule_id, due_at, export.id, None)

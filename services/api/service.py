@@ -169,14 +169,17 @@ async def create_export(
     idempotency_key: str | None = None,
     request_id: str | None = None,
     schedule_id: UUID | None = None,
+    catalog_pool: asyncpg.Pool | None = None,
 ) -> exports_repo.ExportRow:
     """Validate, insert under the per-user limit (the outbox row), then publish.
 
     ``schedule_id``: the export is a run of that schedule (the caller checked it is the user's).
+    ``catalog_pool``: where the lane's row count reads the catalog (a read replica, if any;
+    default ``pool``).
     """
     try:
         row, created = await _insert(
-            pool, settings, user_id, body, idempotency_key, request_id, schedule_id
+            pool, settings, user_id, body, idempotency_key, request_id, schedule_id, catalog_pool
         )
     except (ValidationFailed, LimitReached) as err:
         result = "limited" if isinstance(err, LimitReached) else "invalid"
@@ -207,6 +210,7 @@ async def _insert(
     idempotency_key: str | None,
     request_id: str | None,
     schedule_id: UUID | None = None,
+    catalog_pool: asyncpg.Pool | None = None,
 ) -> tuple[exports_repo.ExportRow, bool]:
     """Validate and insert the row, or find the one the Idempotency-Key names (then False)."""
     if idempotency_key is not None and not (
@@ -219,7 +223,10 @@ async def _insert(
     valid = await validate(pool, user_id, body)
     # Its fairness lane, from its row count (bounded): shared/lanes.py.
     lane, _rows = await lanes.classify(
-        pool, settings, Scope(user_id=user_id, library_ids=valid.library_ids), valid.export_type
+        catalog_pool or pool,
+        settings,
+        Scope(user_id=user_id, library_ids=valid.library_ids),
+        valid.export_type,
     )
     export_id = uuid.uuid4()
     created_at = datetime.now(UTC)

@@ -63,6 +63,7 @@ async def create(
     request: Request,
     user: CurrentUser,
     pool: PoolDep,
+    catalog: CatalogPoolDep,
     broker: BrokerDep,
     settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -75,6 +76,7 @@ async def create(
         body,
         idempotency_key=idempotency_key,
         request_id=getattr(request.state, "request_id", None),
+        catalog_pool=catalog,
     )
     return JSONResponse(_public(row), status_code=202)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.api import schedules
-from services.api.deps import BrokerDep, CurrentUser, PoolDep, SettingsDep
+from services.api.deps import BrokerDep, CatalogPoolDep, CurrentUser, PoolDep, SettingsDep
 from shared import schedules as schedules_repo
 from shared.dto import ErrorBody, ExportPublic, ScheduleCreate, ScheduleList, SchedulePublic
 
@@ -63,6 +63,7 @@ async def run(
     request: Request,
     user: CurrentUser,
     pool: PoolDep,
+    catalog: CatalogPoolDep,
     broker: BrokerDep,
     settings: SettingsDep,
 ) -> JSONResponse:
@@ -74,5 +75,6 @@ async def run(
         user.id,
         schedule_id,
         request_id=getattr(request.state, "request_id", None),
+        catalog_pool=catalog,
     )
     return JSONResponse(row.public().model_dump(mode="json", by_alias=True), status_code=202)
