@@ -11,9 +11,10 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -22,6 +23,8 @@ from minio import Minio
 from services.cli import servers
 from shared.codex_tables import insert_rows
 from shared.migrate import create_migrated_database
+
+SeedT = TypeVar("SeedT")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,20 @@ async def create_database(srv: Servers, *, catalog: bool = True) -> str:
     """A fresh database with the migrations applied; returns its URL."""
     name = "t_" + uuid.uuid4().hex[:12]
     return await create_migrated_database(srv.postgres_url, name, catalog=catalog)
+
+
+async def seeded_database(
+    srv: Servers, seed: Callable[[asyncpg.Connection], Awaitable[SeedT]]
+) -> tuple[str, SeedT]:
+    """A fresh migrated database that ``seed`` fills on one connection: its URL and what
+    ``seed`` returned (e.g. the synthetic catalog's ids)."""
+    url = await create_database(srv)
+    conn = await asyncpg.connect(url)
+    try:
+        seeded = await seed(conn)
+    finally:
+        await conn.close()
+    return url, seeded
 
 
 @pytest.fixture
@@ -141,12 +158,7 @@ async def libraries(demo_database: str) -> list[dict[str, str]]:
 async def demo_database(real_servers: Servers) -> str:
     from services.cli.demo_seed import seed_demo
 
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        await seed_demo(conn)
-    finally:
-        await conn.close()
+    url, _ = await seeded_database(real_servers, seed_demo)
     return url
 
 

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from tests.conftest import libraries_by_name
-from tests.e2e.helpers import DESKTOP, run
+from tests.e2e.helpers import DESKTOP, run, watch_problems
 from tests.system import System
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,16 +57,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 def page(context: BrowserContext) -> Iterator[Page]:
     """A tab that fails the test on any script error or CSP violation the page reports."""
     tab = context.new_page()
-    problems: list[str] = []
-    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    tab.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console: {msg.text}")
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None
-        ),
-    )
+    problems = watch_problems(tab)
     yield tab
     assert not problems, problems
 

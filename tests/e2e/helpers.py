@@ -136,6 +136,21 @@ def update_export(database_url: str, export_id: str, **values: Any) -> None:
 # --- page actions ---------------------------------------------------------------------------
 
 
+def watch_problems(tab: Page) -> list[str]:
+    """The script errors and CSP violations ``tab`` reports from now on (a test asserts none)."""
+    problems: list[str] = []
+    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
+    tab.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None
+        ),
+    )
+    return problems
+
+
 def sign_in(page: Page, base_url: str, account: Account) -> None:
     page.goto(base_url + PAGE)
     page.get_by_label("Username").fill(account.username)

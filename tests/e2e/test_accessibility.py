@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.e2e.axe import assert_accessible
 from tests.e2e.helpers import (
@@ -83,13 +83,7 @@ def test_the_table_in_every_status(
         demo_database, account.id, lib, status="running", rows_total=1000, rows_written=420,
         export_type="both",
     )  # fmt: skip
-    context = browser.new_context(
-        viewport=viewport,  # type: ignore[arg-type]
-        color_scheme=scheme,  # type: ignore[arg-type]
-        is_mobile=viewport == PHONE,
-        has_touch=viewport == PHONE,
-    )
-    context.set_default_timeout(15_000)
+    context = themed_context(browser, scheme, viewport)
     try:
         page = context.new_page()
         sign_in(page, demo_system.api_url, account)
@@ -131,13 +125,7 @@ def test_the_schedules_section(
 ) -> None:
     account, schedule, newest = scheduled
     where = f"({scheme}, {viewport['width']} px)"
-    context = browser.new_context(
-        viewport=viewport,  # type: ignore[arg-type]
-        color_scheme=scheme,  # type: ignore[arg-type]
-        is_mobile=viewport == PHONE,
-        has_touch=viewport == PHONE,
-    )
-    context.set_default_timeout(15_000)
+    context = themed_context(browser, scheme, viewport)
     try:
         page = context.new_page()
         sign_in(page, demo_system.api_url, account)
@@ -170,3 +158,15 @@ def test_the_schedules_section(
         assert_accessible(page, f"the dialog's custom Repeat refused by the server {where}")
     finally:
         context.close()
+
+
+def themed_context(browser: Browser, scheme: str, viewport: dict[str, int]) -> BrowserContext:
+    """A browser context in ``scheme`` (light or dark) at ``viewport``, a touch phone at PHONE."""
+    context = browser.new_context(
+        viewport=viewport,  # type: ignore[arg-type]
+        color_scheme=scheme,  # type: ignore[arg-type]
+        is_mobile=viewport == PHONE,
+        has_touch=viewport == PHONE,
+    )
+    context.set_default_timeout(15_000)
+    return context

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from services.cli.synthetic import build_synthetic
-from tests.conftest import Servers, create_database, service_env
+from tests.conftest import Servers, seeded_database, service_env
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.helpers import DESKTOP, URL, Account, make_account, row, sign_in
 from tests.system import System, make_system, wait_for_export
@@ -44,12 +44,9 @@ class Big:
 @pytest.fixture(scope="module")
 def big(real_servers: Servers, servers_dir: Path) -> Iterator[Big]:
     async def build() -> str:
-        url = await create_database(real_servers)
-        conn = await asyncpg.connect(url)
-        try:
-            await build_synthetic(conn, series=SERIES, books=BOOKS)
-        finally:
-            await conn.close()
+        url, _ = await seeded_database(
+            real_servers, lambda c: build_synthetic(c, series=SERIES, books=BOOKS)
+        )
         return url
 
     url = asyncio.run(build())

@@ -28,6 +28,7 @@ from tests.e2e.helpers import (
     sign_in,
     update_export,
     wait_status,
+    watch_problems,
 )
 from tests.system import System, wait_for_export
 
@@ -42,16 +43,7 @@ def zoned_page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport=DESKTOP, locale="en-US", timezone_id=ZONE)
     context.set_default_timeout(15_000)
     tab = context.new_page()
-    problems: list[str] = []
-    tab.on("pageerror", lambda err: problems.append(f"page error: {err}"))
-    tab.on(
-        "console",
-        lambda msg: (
-            problems.append(f"console: {msg.text}")
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None
-        ),
-    )
+    problems = watch_problems(tab)
     try:
         yield tab
     finally:

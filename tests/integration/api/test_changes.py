@@ -20,7 +20,7 @@ from services.cli import servers
 from shared.codex_tables import insert_rows
 from shared.naming import object_key
 from shared.settings import Settings
-from tests.conftest import Servers, create_database, new_user, service_env
+from tests.conftest import Servers, new_user, seeded_database, service_env
 from tests.fixture_catalog import FIXTURE, build
 from tests.system import System, make_system, wait_for_export
 
@@ -36,12 +36,7 @@ ADDED_SERIES = uuid.UUID("00000003-0000-4000-8000-0000000000aa")
 
 
 async def _build(srv: Servers) -> str:
-    url = await create_database(srv)
-    conn = await asyncpg.connect(url)
-    try:
-        await build(conn)
-    finally:
-        await conn.close()
+    url, _ = await seeded_database(srv, build)
     return url
 
 

@@ -15,7 +15,13 @@ import pytest
 from services.api.estimate import TIMEOUT_MS
 from shared.estimate import SAMPLE_BOOKS, SAMPLE_SERIES, SIZE_MODELS
 from shared.formats import FORMATS, ExportFormat
-from tests.conftest import Servers, create_database, library_ids_by_name, new_user, service_env
+from tests.conftest import (
+    Servers,
+    library_ids_by_name,
+    new_user,
+    seeded_database,
+    service_env,
+)
 from tests.system import System, make_system, wait_for_export
 
 pytestmark = pytest.mark.integration
@@ -203,12 +209,10 @@ def synthetic_system(real_servers: Servers, servers_dir: Path) -> Any:
     from services.cli.synthetic import build_synthetic
 
     async def build() -> tuple[str, Any]:
-        url = await create_database(real_servers)
-        conn = await asyncpg.connect(url)
-        try:
-            built = await build_synthetic(conn, series=SYNTHETIC_SERIES, books=SYNTHETIC_BOOKS)
-        finally:
-            await conn.close()
+        url, built = await seeded_database(
+            real_servers,
+            lambda c: build_synthetic(c, series=SYNTHETIC_SERIES, books=SYNTHETIC_BOOKS),
+        )
         return url, built
 
     url, built = asyncio.run(build())

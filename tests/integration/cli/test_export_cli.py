@@ -15,13 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from services.cli import servers
 from shared.codex_tables import insert_rows
-from tests.conftest import Servers, create_database, new_user, service_env
+from tests.conftest import Servers, new_user, seeded_database, service_env
 from tests.integration.cli.conftest import cli
 from tests.system import System, make_system, wait_for_export
 
@@ -238,12 +237,9 @@ def test_create_decompress_into_a_file(auth: list[str], home: Path) -> None:
 @pytest.fixture(scope="module")
 async def idle_api(real_servers: Servers, servers_dir: Path) -> AsyncIterator[tuple[System, str]]:
     """An api without a worker (own bus and bucket): its exports stay pending until cancelled."""
-    database = await create_database(real_servers)
-    conn = await asyncpg.connect(database)
-    try:
-        await insert_rows(conn, "libraries", [{"name": "Comics"}])
-    finally:
-        await conn.close()
+    database, _ = await seeded_database(
+        real_servers, lambda c: insert_rows(c, "libraries", [{"name": "Comics"}])
+    )
     nats = servers.start_nats(servers_dir / f"nats-idle-{uuid.uuid4().hex[:6]}")
     env = service_env(
         real_servers,

@@ -19,7 +19,7 @@ from minio import Minio
 
 from services.cli import servers
 from services.cli.synthetic import SyntheticCatalog, build_synthetic
-from tests.conftest import Servers, create_database, service_env
+from tests.conftest import Servers, seeded_database, service_env
 from tests.system import System, make_system
 
 URL = "/api/v1/user/exports/series"
@@ -95,12 +95,9 @@ class Catalog:
 @pytest.fixture(scope="module")
 async def big_catalog(restartable: Restartable) -> Catalog:
     """A 60,000-book catalog: an export of it takes long enough to be interrupted."""
-    url = await create_database(restartable.info)
-    conn = await asyncpg.connect(url)
-    try:
-        synthetic = await build_synthetic(conn, series=1200, books=60_000)
-    finally:
-        await conn.close()
+    url, synthetic = await seeded_database(
+        restartable.info, lambda c: build_synthetic(c, series=1200, books=60_000)
+    )
     return Catalog(url, synthetic)
 
 

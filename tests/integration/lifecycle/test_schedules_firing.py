@@ -20,7 +20,7 @@ import pytest
 from services.cli.demo_seed import seed_demo
 from shared.events import ScheduleTimerFired
 from shared.subjects import SCHEDULE_RAN, SCHEDULE_TIMER_FIRED, STREAM, schedule_timer_subject
-from tests.conftest import create_database, library_ids_by_name
+from tests.conftest import library_ids_by_name, seeded_database
 from tests.integration.lifecycle.conftest import Restartable, fresh_user
 
 pytestmark = pytest.mark.integration
@@ -38,12 +38,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 async def small_catalog(restartable: Restartable) -> str:
-    url = await create_database(restartable.info)
-    conn = await asyncpg.connect(url)
-    try:
-        await seed_demo(conn)
-    finally:
-        await conn.close()
+    url, _ = await seeded_database(restartable.info, seed_demo)
     return url
 
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from services.cli.synthetic import build_synthetic
 from shared.events import TIMER_EVENT, ExportRequested
-from tests.conftest import Servers, create_database, new_user
+from tests.conftest import Servers, new_user, seeded_database
 from tests.integration.security.conftest import URL, SystemFactory
 from tests.system import System, wait_for_export
 
@@ -176,12 +176,9 @@ async def _rows(database_url: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 async def rig(real_servers: Servers, private_systems: SystemFactory) -> Rig:
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        catalog = await build_synthetic(conn, series=20, books=200)
-    finally:
-        await conn.close()
+    url, catalog = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=20, books=200)
+    )
     alice, bob = await new_user(url), await new_user(url)
     system = private_systems(
         url, EXPORTS_MAX_COMPLETED_PER_USER="1000", EXPORTS_MAX_CONCURRENT_PER_USER="1000"
@@ -350,13 +347,10 @@ async def test_bus_consumers_survive_random_and_malformed_messages_long(rig: Rig
 async def test_a_cancel_signal_the_row_does_not_confirm_changes_nothing(
     real_servers: Servers, private_systems: SystemFactory
 ) -> None:
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        # Large enough that the export is still running when the signal arrives.
-        catalog = await build_synthetic(conn, series=1000, books=100_000)
-    finally:
-        await conn.close()
+    # Large enough that the export is still running when the signal arrives.
+    url, catalog = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=1000, books=100_000)
+    )
     user = await new_user(url)
     system = private_systems(
         url,

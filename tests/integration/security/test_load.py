@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from services.cli.synthetic import build_synthetic
-from tests.conftest import Servers, create_database, new_user
+from tests.conftest import Servers, new_user, seeded_database
 from tests.integration.security.conftest import URL, SystemFactory, create_key
 from tests.system import System
 
@@ -158,12 +158,9 @@ class LoadRig:
 
 @pytest.fixture(scope="module")
 async def load_rig(real_servers: Servers, private_systems: SystemFactory) -> LoadRig:
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        catalog = await build_synthetic(conn, series=40, books=400)
-    finally:
-        await conn.close()
+    url, catalog = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=40, books=400)
+    )
     users = [await new_user(url) for _ in range(5)]
     system = private_systems(
         url,

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from minio import Minio
 from minio.error import S3Error
 
 from services.cli import servers
 from services.cli.synthetic import build_synthetic
-from tests.conftest import Servers, create_database, new_user
+from tests.conftest import Servers, new_user, seeded_database
 from tests.integration.security.conftest import URL, SystemFactory
 from tests.system import System, wait_for_export
 
@@ -94,12 +93,9 @@ class Stack:
 async def stack(
     real_servers: Servers, private_systems: SystemFactory, identities: Identities
 ) -> Stack:
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        catalog = await build_synthetic(conn, series=20, books=200)
-    finally:
-        await conn.close()
+    url, catalog = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=20, books=200)
+    )
     system = private_systems(
         url,
         start=False,

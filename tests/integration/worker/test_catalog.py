@@ -14,7 +14,7 @@ from services.worker import catalog
 from services.worker.catalog import Scope
 from shared.codex_tables import insert_rows
 from shared.fields import ALL_BOOKS, ALL_SERIES, BOOK_FIELDS, SERIES_FIELDS
-from tests.conftest import Servers, create_database
+from tests.conftest import Servers, seeded_database
 from tests.fixture_catalog import (
     BATMAN_SUMMARY,
     BOOKS,
@@ -34,12 +34,7 @@ COMICS, MANGA, PRIVATE = "Comics", "Manga & Más", "Private"
 @pytest.fixture(scope="module")
 async def catalog_url(real_servers: Servers) -> str:
     """One database with the fixture for the whole module (creating one costs ~0.5 s)."""
-    url = await create_database(real_servers)
-    connection = await asyncpg.connect(url)
-    try:
-        await build(connection)
-    finally:
-        await connection.close()
+    url, _ = await seeded_database(real_servers, build)
     return url
 
 

@@ -36,7 +36,7 @@ from shared.fields import (
 from shared.formats import ExportFormat
 from shared.repository import ExportRow
 from shared.settings import Settings
-from tests.conftest import Servers, create_database
+from tests.conftest import Servers, create_database, seeded_database
 from tests.fixture_catalog import FIXTURE, build
 from tests.services.worker.render.samples import HOSTILE
 
@@ -474,12 +474,9 @@ async def test_fixture_needs_no_fallback(
 
 @pytest.fixture(scope="module")
 async def synthetic_pool(real_servers: Servers) -> AsyncIterator[tuple[asyncpg.Pool, Any]]:
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        synthetic = await build_synthetic(conn, series=200, books=20_000)
-    finally:
-        await conn.close()
+    url, synthetic = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=200, books=20_000)
+    )
     pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     assert pool is not None
     try:
@@ -596,12 +593,9 @@ async def small_catalog(real_servers: Servers) -> tuple[str, Any]:
     """80 books: with one narrow field a section's whole ``COPY`` (its rows, CopyDone,
     CommandComplete and ReadyForQuery) is about 2 KB, one flush of the server's 8 KB send
     buffer, so asyncpg has all of it before the sink sees the first chunk."""
-    url = await create_database(real_servers)
-    conn = await asyncpg.connect(url)
-    try:
-        synthetic = await build_synthetic(conn, series=4, books=SMALL_BOOKS)
-    finally:
-        await conn.close()
+    url, synthetic = await seeded_database(
+        real_servers, lambda c: build_synthetic(c, series=4, books=SMALL_BOOKS)
+    )
     return url, synthetic
 
 
