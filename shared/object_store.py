@@ -201,18 +201,16 @@ class StreamingUpload:
     def _upload_parts(self, upload_id: str) -> list[Part]:
         # A part is read only once it may upload at once: PARALLEL_PARTS parts in memory at
         # most, the one being read included. The part is handed over in a list the upload
-        # empties, so it is freed as soon as it is sent, before its room is given back (a
-        # submitted call's arguments live until the pool's thread drops its work item, after
-        # the future's callbacks).
+        # empties, so it is freed as soon as it is sent, before its room is given back by the
+        # future's callback (a submitted call's arguments live until the pool's thread drops
+        # its work item, after the callbacks); a failed part is done before its room is free,
+        # so the next round sees the failure.
         room = threading.BoundedSemaphore(PARALLEL_PARTS)
         futures: list[concurrent.futures.Future[str]] = []
         client, bucket, key, part_size = self._client, self._bucket, self._key, self._part_size
 
         def upload(number: int, held: list[bytes]) -> str:
-            try:
-                return str(client._upload_part(bucket, key, held.pop(), None, upload_id, number))
-            finally:
-                room.release()
+            return str(client._upload_part(bucket, key, held.pop(), None, upload_id, number))
 
         with concurrent.futures.ThreadPoolExecutor(PARALLEL_PARTS) as pool:
             while True:
@@ -229,8 +227,10 @@ class StreamingUpload:
                     break
                 held = [data]
                 del data
-                futures.append(pool.submit(upload, len(futures) + 1, held))
+                future = pool.submit(upload, len(futures) + 1, held)
                 del held
+                future.add_done_callback(lambda _: room.release())
+                futures.append(future)
                 if last:
                     break
         return [Part(n, f.result()) for n, f in enumerate(futures, start=1)]
