@@ -103,24 +103,35 @@ class _QueueReader:
 
     def __init__(self, max_chunks: int) -> None:
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(max_chunks)
-        self._buffer = bytearray()
+        self._rest = b""  # what the last read took of a chunk beyond its size
         self._done = False
 
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._buffer) < size):
+    def read(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), in one ``bytes`` built once.
+
+        The chunks are written into a ``BytesIO`` as they come, each freed at once, and its
+        value is taken without a copy: a part is in memory once, never twice (a growing
+        ``bytearray`` and then its ``bytes`` copy held two parts for each part read).
+        """
+        out = io.BytesIO()
+        out.write(self._rest)
+        have = len(self._rest)
+        self._rest = b""
+        while not self._done and have < size:
             item = self._queue.get()
             if item is None:
                 self._done = True
             elif isinstance(item, BaseException):
                 raise _Aborted(str(item)) from item
             else:
-                self._buffer += item
-        if size < 0:
-            size = len(self._buffer)
-        with memoryview(self._buffer) as view:
-            out = bytes(view[:size])  # one copy (a bytearray slice would make two)
-        del self._buffer[:size]
-        return out
+                need = size - have
+                if len(item) > need:
+                    self._rest = item[need:]
+                    item = item[:need]
+                out.write(item)
+                have += len(item)
+            del item
+        return out.getvalue()
 
 
 class StreamingUpload:
@@ -132,8 +143,8 @@ class StreamingUpload:
     moment: the worker does it while it holds its export's row (``shared.repository.complete``),
     so no object is ever made for a row that is gone. ``finish`` does both at once.
 
-    ``write`` applies back-pressure through a bounded queue (memory stays flat: the queue,
-    the part being filled and ``PARALLEL_PARTS`` parts uploading); ``abort`` aborts the
+    ``write`` applies back-pressure through a bounded queue (memory stays flat: the queue and
+    ``PARALLEL_PARTS`` parts, the one being filled included); ``abort`` aborts the
     multipart upload at any moment before ``complete``, so no partial object is ever left.
     Every file is a multipart upload, a small one too (one part): a single PUT would make
     the object visible before the caller could decide.
@@ -151,8 +162,8 @@ class StreamingUpload:
     ) -> None:
         # Half a part queued: enough for rendering and uploading to overlap (the upload thread
         # drains it continuously), little enough that what a long export holds at its worst
-        # moment (the queue, the part being filled and its copies, PARALLEL_PARTS uploading)
-        # stays close to what a short one holds.
+        # moment (the queue and PARALLEL_PARTS parts, the one being filled included) stays
+        # close to what a short one holds.
         self._reader = _QueueReader(max_chunks=16)
         self._sha = hashlib.sha256()
         self.size = 0
@@ -188,31 +199,39 @@ class StreamingUpload:
             raise
 
     def _upload_parts(self, upload_id: str) -> list[Part]:
+        # A part is read only once it may upload at once: PARALLEL_PARTS parts in memory at
+        # most, the one being read included. The part is handed over in a list the upload
+        # empties, so it is freed as soon as it is sent, before its room is given back by the
+        # future's callback (a submitted call's arguments live until the pool's thread drops
+        # its work item, after the callbacks); a failed part is done before its room is free,
+        # so the next round sees the failure.
         room = threading.BoundedSemaphore(PARALLEL_PARTS)
         futures: list[concurrent.futures.Future[str]] = []
+        client, bucket, key, part_size = self._client, self._bucket, self._key, self._part_size
+
+        def upload(number: int, held: list[bytes]) -> str:
+            return str(client._upload_part(bucket, key, held.pop(), None, upload_id, number))
+
         with concurrent.futures.ThreadPoolExecutor(PARALLEL_PARTS) as pool:
             while True:
-                data = self._reader.read(self._part_size)
-                if not data and futures:
-                    break  # the last part was exactly full
-                room.acquire()  # at most PARALLEL_PARTS parts in memory, uploading
+                room.acquire()
                 try:
                     _raise_first_failure(futures)  # a part failed: stop now, not at the end
+                    data = self._reader.read(part_size)
                 except BaseException:
                     room.release()
                     raise
-                future = pool.submit(
-                    self._client._upload_part,
-                    self._bucket,
-                    self._key,
-                    data,
-                    None,
-                    upload_id,
-                    len(futures) + 1,
-                )
+                last = len(data) < part_size
+                if not data and futures:  # the last part was exactly full
+                    room.release()
+                    break
+                held = [data]
+                del data
+                future = pool.submit(upload, len(futures) + 1, held)
+                del held
                 future.add_done_callback(lambda _: room.release())
                 futures.append(future)
-                if len(data) < self._part_size:
+                if last:
                     break
         return [Part(n, f.result()) for n, f in enumerate(futures, start=1)]
 
@@ -243,9 +262,13 @@ class StreamingUpload:
         self._sha.update(data)
         self.size += len(data)
         self._pending += data
-        if len(self._pending) >= self._chunk:
-            chunk = bytes(self._pending)
-            self._pending.clear()
+        # Queued in chunks of exactly ``_chunk`` bytes, whatever the writes' sizes: the queue
+        # holds so many chunks, so its bytes are bounded only if each chunk is (a spool's
+        # 1 MiB writes, queued whole, made it hold four times what it should).
+        while len(self._pending) >= self._chunk:
+            with memoryview(self._pending) as view:
+                chunk = bytes(view[: self._chunk])
+            del self._pending[: self._chunk]
             await self._put(chunk)
 
     async def seal(self) -> str:
