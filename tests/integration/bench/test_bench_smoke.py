@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,10 +31,12 @@ SHORT = [
 ]
 
 
-def test_quick_bench_reports_every_figure() -> None:
+def run_bench(module: str, argv: list[str], marker: str) -> tuple[Any, str]:
+    """Run ``python -m module`` with no EXPORTS_ settings of ours: the one JSON line it printed
+    after ``marker``, and its whole output."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--reps", "1", *SHORT],
+        [sys.executable, "-m", module, *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -42,9 +45,13 @@ def test_quick_bench_reports_every_figure() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(marker)]
     assert len(lines) == 1, done.stdout[-3000:]
-    results = json.loads(lines[0].removeprefix("BENCH_JSON "))
+    return json.loads(lines[0].removeprefix(marker)), done.stdout
+
+
+def test_quick_bench_reports_every_figure() -> None:
+    results, stdout = run_bench("bench", ["--quick", "--reps", "1", *SHORT], "BENCH_JSON ")
 
     exports = results["exports"]
     kinds = ("csv", "json", "md", "jsonl", "xlsx", "parquet", "csv+gzip")
@@ -90,27 +97,14 @@ def test_quick_bench_reports_every_figure() -> None:
     assert fair["small_submitted"] > 0 and fair["small_not_completed"] == 0
     assert fair["wait_seconds"]["p95"] >= 0 and fair["finish_seconds"]["p95"] > 0
 
-    assert "codex-exports benchmark (quick" in done.stdout
+    assert "codex-exports benchmark (quick" in stdout
 
 
 def test_cluster_bench_reports_every_figure() -> None:
     """``python -m bench.cluster`` at its smallest (about a minute): every part measured, every
     export completed, the stream really at 1 and then 3 replicas, a new leader after the kill."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXPORTS_")}
     argv = ["--claim-count", "3", "--kill-reps", "1", "--batch", "20", "--upload-mib", "8"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.cluster", *argv, "--upload-reps", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("CLUSTER_BENCH_JSON ")]
-    assert len(lines) == 1, done.stdout[-3000:]
-    results = json.loads(lines[0].removeprefix("CLUSTER_BENCH_JSON "))
+    results, _ = run_bench("bench.cluster", [*argv, "--upload-reps", "1"], "CLUSTER_BENCH_JSON ")
 
     assert [(c["replicas"], c["stream_peers"]) for c in results["claim"]] == [(1, 1), (3, 3)]
     assert all(c["create_to_claim"]["median_ms"] > 0 for c in results["claim"])
